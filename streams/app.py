@@ -1,0 +1,54 @@
+"""The Faust application: one per worker process, configured from the settings object.
+
+Stages register their agents on ``app`` by being imported (``streams.worker``).
+"""
+from __future__ import annotations
+
+import faust
+
+from .codec import default_codec
+from .payers import Payer, load_payers
+from .settings import Settings
+from .topics import Catalogue
+
+settings = Settings.from_env()
+catalogue = Catalogue(settings)
+codec = default_codec()
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{b}" for b in (settings.bootstrap_servers or "127.0.0.1:9092").split(",")],
+    store=settings.store,
+    datadir=settings.data_dir,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    web_bind=settings.web_host,
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication,
+    broker_session_timeout=settings.session_timeout,
+    broker_heartbeat_interval=max(0.2, settings.session_timeout / 5),
+    broker_rebalance_timeout=max(2.0, settings.session_timeout),
+    broker_commit_interval=1.0,
+    consumer_auto_offset_reset="earliest",
+    producer_linger_ms=5,
+    autodiscover=False,
+    web_enabled=True,
+    key_serializer="raw",
+    value_serializer="raw",
+    table_cleanup_interval=3600.0,
+)
+
+
+def _load_payers() -> dict[str, Payer]:
+    if not settings.payers_file:
+        return {}
+    return {p.payer_id: p for p in load_payers(settings.payers_file)}
+
+
+#: payer id -> Payer, seeded from TKONTO_PAYERS_FILE.
+payers: dict[str, Payer] = _load_payers()
+
+
+def raw_topic(name: str, **kwargs) -> faust.TopicT:
+    """A topic of Avro single-object bytes: tkonto's codec does the (de)serialising."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kwargs)

@@ -1,0 +1,170 @@
+"""The one codec for every tkonto topic: Avro single-object encoding with fastavro.
+
+Wire format (Avro specification, "Single object encoding"):
+
+    C3 01 | CRC-64-AVRO fingerprint of the writer schema's canonical form (8 bytes, little
+    endian) | Avro binary body
+
+Any Avro library can read the topics with the ``.avsc`` files in ``schemas/``, and a reader
+can tell which schema version wrote each record. Older versions of a schema live in
+``schemas/history/``; a record written with one of them is resolved to the current schema
+(new fields take their defaults). An unknown fingerprint is rejected, never guessed.
+"""
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from .settings import REPO_ROOT
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = 10
+SCHEMA_DIR = REPO_ROOT / "schemas"
+
+
+class CodecError(ValueError):
+    """Bytes that are not a record we can read, or a record that does not fit its schema."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    name: str  # full name, e.g. se.tkonto.PaymentEvent
+    fingerprint: bytes  # 8 bytes, little endian, as on the wire
+    parsed: Any
+    canonical: str
+    current: bool
+
+
+def _fingerprint_bytes(canonical: str) -> bytes:
+    return int(fingerprint(canonical, "CRC-64-AVRO"), 16).to_bytes(8, "little")
+
+
+def _parse_all(paths: list[Path], named: dict) -> list[tuple[Path, Any]]:
+    """Parse schema files whose named types may refer to each other, in dependency order."""
+    pending = list(paths)
+    parsed: list[tuple[Path, Any]] = []
+    while pending:
+        progressed = False
+        for path in list(pending):
+            try:
+                schema = parse_schema(json.loads(path.read_text()), named)
+            except Exception as exc:  # fastavro raises UnknownType for a forward reference
+                if type(exc).__name__ == "UnknownType":
+                    continue
+                raise CodecError("BAD_SCHEMA_FILE", f"{path}: {exc}") from exc
+            parsed.append((path, schema))
+            pending.remove(path)
+            progressed = True
+        if not progressed:
+            raise CodecError("BAD_SCHEMA_FILE", f"unresolvable named types in {[str(p) for p in pending]}")
+    return parsed
+
+
+class Codec:
+    """Encodes and decodes every record tkonto reads or writes."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR):
+        named: dict = {}
+        self._current: dict[str, SchemaVersion] = {}
+        self._by_fingerprint: dict[bytes, SchemaVersion] = {}
+        for path, schema in _parse_all(sorted(schema_dir.glob("*.avsc")), named):
+            self._add(schema, current=True)
+        history = schema_dir / "history"
+        if history.is_dir():
+            for path in sorted(history.glob("*.avsc")):
+                # Each historical version is parsed on its own, with its own named types.
+                self._add(parse_schema(json.loads(path.read_text()), {}), current=False)
+
+    def _add(self, schema: Any, current: bool) -> None:
+        canonical = to_parsing_canonical_form(schema)
+        version = SchemaVersion(schema["name"], _fingerprint_bytes(canonical), schema, canonical, current)
+        if current:
+            self._current[version.name] = version
+        self._by_fingerprint.setdefault(version.fingerprint, version)
+
+    # -- schema facts -----------------------------------------------------------------
+    def schema(self, name: str) -> SchemaVersion:
+        try:
+            return self._current[self._full(name)]
+        except KeyError:
+            raise CodecError("UNKNOWN_SCHEMA", f"no schema named {name!r} in {SCHEMA_DIR}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._current)
+
+    @staticmethod
+    def _full(name: str) -> str:
+        return name if "." in name else f"se.tkonto.{name}"
+
+    # -- encoding ---------------------------------------------------------------------
+    def encode(self, name: str, record: dict) -> bytes:
+        version = self.schema(name)
+        buf = io.BytesIO()
+        buf.write(MAGIC)
+        buf.write(version.fingerprint)
+        try:
+            schemaless_writer(buf, version.parsed, record)
+        except Exception as exc:  # fastavro raises ValueError/TypeError/KeyError for bad records
+            raise CodecError("RECORD_DOES_NOT_FIT_SCHEMA", f"{version.name}: {exc}") from exc
+        return buf.getvalue()
+
+    # -- decoding ---------------------------------------------------------------------
+    def writer_of(self, data: bytes) -> SchemaVersion:
+        if not isinstance(data, (bytes, bytearray)) or len(data) < HEADER_LEN:
+            raise CodecError("UNDECODABLE", "not an Avro single-object record (too short)")
+        if data[:2] != MAGIC:
+            raise CodecError(
+                "UNDECODABLE",
+                f"not an Avro single-object record (starts {bytes(data[:2]).hex()}, expected c301); "
+                "publish with tkonto's PayerClient or any Avro single-object encoder",
+            )
+        version = self._by_fingerprint.get(bytes(data[2:HEADER_LEN]))
+        if version is None:
+            raise CodecError(
+                "UNKNOWN_SCHEMA",
+                f"writer schema fingerprint {bytes(data[2:HEADER_LEN]).hex()} is not a known version; "
+                "add the schema to schemas/history/ or publish with a current schema",
+            )
+        return version
+
+    def decode(self, data: bytes, expect: str | None = None) -> dict:
+        """Decode one record; with ``expect``, insist that it is of that schema."""
+        writer = self.writer_of(data)
+        if expect is not None and writer.name != self._full(expect):
+            raise CodecError("WRONG_SCHEMA", f"expected {self._full(expect)}, got {writer.name}")
+        reader = None if writer.current else self._current.get(writer.name)
+        if not writer.current and reader is None:
+            raise CodecError("UNKNOWN_SCHEMA", f"{writer.name} has no current version to resolve to")
+        try:
+            return schemaless_reader(
+                io.BytesIO(data[HEADER_LEN:]), writer.parsed, reader.parsed if reader else None
+            )
+        except Exception as exc:
+            raise CodecError("UNDECODABLE", f"{writer.name} body does not decode: {exc}") from exc
+
+
+_default: Codec | None = None
+
+
+def default_codec() -> Codec:
+    """The process-wide codec (schemas parsed once)."""
+    global _default
+    if _default is None:
+        _default = Codec()
+    return _default
+
+
+def fingerprint_hex(data: bytes) -> str:
+    return struct.unpack("<Q", data[2:HEADER_LEN])[0].to_bytes(8, "big").hex()

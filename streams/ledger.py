@@ -1,0 +1,60 @@
+"""Ledger: the transaction accounts, one per payee, registered idempotently.
+
+Reads the payee-keyed payments topic, applies each event to the payee's account
+(``account.register``) in the ``accounts`` table, and writes every registered change to
+the ledger topic. A redelivered event changes nothing and re-emits its original entry.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from . import metrics
+from .account import new_account, register
+from .app import app, catalogue, codec, payers, raw_topic, settings
+from .deadletters import SOURCE_HEADER, dead_letter, decode_source
+from .ingest import payments_topic, send_dead_letter
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_SCHEMA = "se.tkonto.state.Account"
+
+ledger_topic = raw_topic(catalogue.ledger.name)
+accounts = app.Table(
+    "accounts", key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+    partitions=settings.partitions, help="Transaction accounts keyed by payee (Avro Account).",
+)
+
+
+def load_account(raw: bytes | None, payee_id: str) -> dict:
+    return codec.decode(raw, expect=ACCOUNT_SCHEMA) if raw else new_account(payee_id)
+
+
+@app.agent(payments_topic)
+async def ledger(stream):
+    async for batch in stream.take_events(settings.batch_size, settings.batch_within):
+        now = dt.datetime.now(dt.timezone.utc)
+        for event in batch:
+            stream._set_current_event(event)  # table writes go to this event's partition
+            msg = event.message
+            record = codec.decode(msg.value, expect="PaymentEvent")  # validated at ingest
+            payer = payers[record["payer_id"]]
+            if not payer.in_ledger:
+                continue  # PROPOSAL_2: analysis only, never registered
+            key = msg.key
+            account = load_account(accounts.get(key), record["payee_id"])
+            outcome = register(account, record, now)
+            if outcome.kind == "REGISTERED":
+                accounts[key] = codec.encode(ACCOUNT_SCHEMA, account)
+                metrics.EVENTS_REGISTERED.labels(payer.payer_id, record["event_type"]).inc()
+                metrics.REGISTRATION_LATENCY.observe(max(0.0, (now - record["event_time"]).total_seconds()))
+            elif outcome.kind == "DUPLICATE":
+                metrics.EVENTS_DUPLICATE.labels(payer.payer_id).inc()
+            else:
+                headers = dict(msg.headers or {})
+                source = decode_source(headers.get(SOURCE_HEADER), (msg.topic, msg.partition, msg.offset))
+                send_dead_letter(dead_letter(outcome.reason, outcome.detail, "ledger", source, None,
+                                             msg.value, payer.payer_id, record["event_id"], now))
+                continue
+            if outcome.entry is not None:
+                ledger_topic.send_soon(key=key, value=codec.encode("LedgerEntry", outcome.entry))

@@ -1,0 +1,26 @@
+"""Every Prometheus metric tkonto exports (catalogue in the README).
+
+Conventions: ``tkonto_`` prefix, ``_total`` counters, ``_seconds`` histograms, bounded
+label sets only (payer ids are a registry of ~340 organisations; never a payee id, never
+a payment id).
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+EVENTS_IN = Counter(
+    "tkonto_events_in_total", "Payment events read from payer input topics.", ["payer"])
+EVENTS_REGISTERED = Counter(
+    "tkonto_events_registered_total", "Ledger entries registered, by payer and event type.", ["payer", "event_type"])
+EVENTS_DUPLICATE = Counter(
+    "tkonto_events_duplicate_total", "Events already registered (redelivered or re-published); ledger unchanged.",
+    ["payer"])
+EVENTS_REJECTED = Counter(
+    "tkonto_events_rejected_total", "Events sent to the dead-letter topic, by stage and reason.", ["stage", "reason"])
+REGISTRATION_LATENCY = Histogram(
+    "tkonto_registration_latency_seconds", "From the payer's event time to registration in the ledger.",
+    buckets=LATENCY_BUCKETS)
+CONSUMER_LAG = Gauge(
+    "tkonto_consumer_lag_messages", "Messages not yet processed by this worker, per topic.", ["topic"])

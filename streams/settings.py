@@ -1,0 +1,134 @@
+"""The one settings object: every tunable of tkonto, read from environment variables.
+
+Each field names its variable; the README's configuration table is generated from the
+same list (``tkonto config``), so code and docs cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: use true or false")
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: must be a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+def _float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: must be a number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+def env_field(var: str, doc: str, default):
+    """A dataclass field that remembers its environment variable and description."""
+    return field(default=default, metadata={"env": var, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = env_field(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "Kafka bootstrap servers (host:port,...). Empty: the demo starts the embedded broker.",
+        "",
+    )
+    app_id: str = env_field("TKONTO_APP_ID", "Faust application id (consumer group, changelog prefix).", "tkonto")
+    topic_prefix: str = env_field("TKONTO_TOPIC_PREFIX", "Prefix of every topic tkonto creates.", "tkonto")
+    partitions: int = env_field("TKONTO_PARTITIONS", "Partitions of every topic tkonto creates.", 4)
+    replication: int = env_field("TKONTO_REPLICATION", "Replication factor of every topic tkonto creates.", 1)
+    payers_file: str = env_field(
+        "TKONTO_PAYERS_FILE",
+        "CSV payer registry (see README) seeding the payer list; the worker consumes their topics.",
+        "",
+    )
+    web_host: str = env_field("TKONTO_WEB_HOST", "Interface the worker's HTTP server binds.", "127.0.0.1")
+    web_port: int = env_field("TKONTO_WEB_PORT", "Port of the worker's HTTP server (/metrics, API, page).", 6066)
+    data_dir: str = env_field("TKONTO_DATA_DIR", "Directory for worker state (RocksDB tables).", "var/tkonto")
+    store: str = env_field("TKONTO_STORE", "Table store: memory:// or rocksdb://.", "memory://")
+    session_timeout: float = env_field(
+        "TKONTO_SESSION_TIMEOUT",
+        "Consumer group session timeout in seconds; a dead worker's partitions move after this.",
+        10.0,
+    )
+    batch_size: int = env_field("TKONTO_BATCH_SIZE", "Events an agent takes per batch.", 500)
+    batch_within: float = env_field("TKONTO_BATCH_WITHIN", "Seconds an agent waits to fill a batch.", 0.05)
+    jwt_secret: str = env_field(
+        "TKONTO_JWT_SECRET", "HS256 secret for citizen and analyst bearer tokens. Set it in production.", ""
+    )
+    patient_secrecy_in_analysis: bool = env_field(
+        "PATIENT_SECRECY_IN_ANALYSIS",
+        "Policy switch: may decision data under patient secrecy be used in analysis? Default off.",
+        False,
+    )
+    log_level: str = env_field("TKONTO_LOG_LEVEL", "Worker log level (info, warning, debug).", "info")
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        values = {}
+        for f in dataclasses.fields(cls):
+            var = f.metadata["env"]
+            if f.type in ("int", int):
+                values[f.name] = _int(var, f.default, minimum=1 if f.name in ("partitions", "replication") else 0)
+            elif f.type in ("float", float):
+                values[f.name] = _float(var, f.default)
+            elif f.type in ("bool", bool):
+                values[f.name] = _bool(var, f.default)
+            else:
+                values[f.name] = _env(var, f.default)
+        settings = cls(**values)
+        if settings.store not in ("memory://", "rocksdb://"):
+            raise SettingsError(f"TKONTO_STORE={settings.store!r}: use memory:// or rocksdb://")
+        return settings
+
+    def with_overrides(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as environment variables, to hand to a worker subprocess."""
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            env[f.metadata["env"]] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return env
+
+    @staticmethod
+    def documentation() -> list[tuple[str, str, str]]:
+        return [(f.metadata["env"], repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(Settings)]

@@ -1,0 +1,85 @@
+"""The one topic catalogue: every topic tkonto reads or writes, its key, schema and shape.
+
+Topic names derive from ``TKONTO_TOPIC_PREFIX`` (default ``tkonto``). The README's topic
+table is this catalogue (``tkonto topics``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    schema: str
+    doc: str
+    compacted: bool = False
+    partitions: int | None = None  # None: the settings' default
+    config: dict = field(default_factory=dict)
+
+
+class Catalogue:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        p = settings.topic_prefix
+        self.payments = TopicSpec(
+            f"{p}.payments", "payee_id", "PaymentEvent",
+            "Validated payment events re-keyed by payee (internal repartition; original payer bytes).")
+        self.ledger = TopicSpec(
+            f"{p}.ledger", "payee_id", "LedgerEntry",
+            "Every registered change of a transaction account, numbered per account.")
+        self.deadletter = TopicSpec(
+            f"{p}.deadletter", "source topic", "DeadLetter",
+            "Inputs tkonto could not accept: reason, source coordinates and original bytes.")
+
+    def payer_input(self, payer_id: str) -> TopicSpec:
+        return TopicSpec(
+            f"{self.settings.topic_prefix}.in.{payer_id}", "payer's choice (payment id advised)", "PaymentEvent",
+            "A connected payer's own input topic; only that payer's payments are accepted on it.")
+
+    def payer_of_topic(self, topic: str) -> str | None:
+        prefix = f"{self.settings.topic_prefix}.in."
+        return topic[len(prefix):] if topic.startswith(prefix) else None
+
+    def internal(self) -> list[TopicSpec]:
+        return [self.payments, self.ledger, self.deadletter]
+
+    def all(self, payer_ids: Iterable[str]) -> list[TopicSpec]:
+        return self.internal() + [self.payer_input(pid) for pid in payer_ids]
+
+
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], settings: Settings, timeout: float = 30.0) -> int:
+    """Create the topics that do not exist yet; return how many were created."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    new = []
+    for spec in specs:
+        if spec.name in existing:
+            continue
+        config = dict(spec.config)
+        if spec.compacted:
+            config["cleanup.policy"] = "compact"
+        new.append(NewTopic(spec.name, spec.partitions or settings.partitions, settings.replication, config=config))
+    if not new:
+        return 0
+    created = 0
+    for name, future in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            created += 1
+        except Exception as exc:  # a concurrent creator is fine
+            err = exc.args[0] if exc.args else None
+            if getattr(err, "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+    log.info("created %d topics", created)
+    return created
