@@ -21,7 +21,7 @@ ACCOUNT_SCHEMA = "se.tkonto.state.Account"
 
 ledger_topic = raw_topic(catalogue.ledger.name)
 accounts = app.Table(
-    "accounts", key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+    "accounts", key_type=bytes, value_type=bytes,
     partitions=settings.partitions, help="Transaction accounts keyed by payee (Avro Account).",
 )
 

@@ -1,0 +1,155 @@
+"""The ``tkonto`` command line: demo, worker, publish, topics, config.
+
+Bad arguments give a one-line error and exit 2; operational failures exit 1 with a line
+that names the fix.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+class CliError(Exception):
+    """A failure the user can fix; printed as one line, exit 1."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, non-zero exit
+        self.exit(2, f"tkonto: error: {message} (see tkonto {self.prog.split()[-1]} --help)\n"
+                  if " " in self.prog else f"tkonto: error: {message} (see tkonto --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tkonto", description="Transaction account system for public welfare payments.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="run the whole system on the embedded broker with simulated payers")
+    demo.add_argument("--payers", type=_positive_int, default=12, help="connected payers to simulate (default 12)")
+    demo.add_argument("--payees", type=_positive_int, default=500, help="distinct payees (default 500)")
+    demo.add_argument("--events", type=_positive_int, default=5000, help="payment events to publish (default 5000)")
+    demo.add_argument("--rate", type=_positive_float, default=2000.0, help="events per second offered (default 2000)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
+    demo.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds to wait for the pipeline")
+
+    sub.add_parser("worker", help="run a worker against KAFKA_BOOTSTRAP_SERVERS (settings from the environment)")
+
+    publish = sub.add_parser("publish", help="publish payment events from a JSON-lines file as one payer")
+    publish.add_argument("file", help="JSON-lines file, one PaymentEvent per line (see README)")
+    publish.add_argument("--payer", help="publish as this payer (organisation number); default: each line's payer_id")
+
+    sub.add_parser("topics", help="list the topic catalogue")
+    sub.add_parser("config", help="list every setting, its environment variable and default")
+    return parser
+
+
+def cmd_worker(args) -> int:
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.bootstrap_servers:
+        raise CliError("KAFKA_BOOTSTRAP_SERVERS is not set; point it at your Kafka cluster (or use `tkonto demo`)")
+    if not settings.payers_file:
+        raise CliError("TKONTO_PAYERS_FILE is not set; point it at the payer registry CSV (see README)")
+    from .worker import run
+    run()
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from .client import PayerClient, read_event_file
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.bootstrap_servers:
+        raise CliError("KAFKA_BOOTSTRAP_SERVERS is not set; point it at the cluster to publish to")
+    clients: dict[str, PayerClient] = {}
+    count = 0
+    try:
+        for _, event in read_event_file(args.file):
+            payer = args.payer or event["payer_id"]
+            client = clients.get(payer) or clients.setdefault(
+                payer, PayerClient(payer, settings.bootstrap_servers, settings))
+            client.publish(event)
+            count += 1
+    finally:
+        for client in clients.values():
+            client.flush()
+    print(f"published {count} events to {', '.join(sorted(c.topic for c in clients.values())) or 'no topic'}")
+    return 0
+
+
+def cmd_topics(args) -> int:
+    from .settings import Settings
+    from .topics import Catalogue
+
+    settings = Settings.from_env()
+    cat = Catalogue(settings)
+    specs = cat.internal() + [cat.payer_input("<payer_id>")]
+    for spec in specs:
+        print(f"{spec.name:40} key={spec.key:28} value={spec.schema:14} {'compacted ' if spec.compacted else ''}{spec.doc}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .settings import Settings
+
+    for var, default, doc in Settings.documentation():
+        print(f"{var:30} default {default:14} {doc}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS = {"demo": cmd_demo, "worker": cmd_worker, "publish": cmd_publish, "topics": cmd_topics, "config": cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .settings import SettingsError
+
+    try:
+        return COMMANDS[args.command](args) or 0
+    except KeyboardInterrupt:
+        print("tkonto: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, SettingsError) as exc:
+        print(f"tkonto: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # operational errors from our own modules carry the fix in their text
+        from .client import EventFileError
+        from .codec import CodecError
+        from .payers import PayerFileError
+
+        if isinstance(exc, (EventFileError, CodecError, PayerFileError)):
+            print(f"tkonto: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
