@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import faust
 
+from . import kafka_transport  # noqa: F401  (registers the tkonto:// transport)
 from .codec import default_codec
 from .payers import Payer, load_payers
 from .settings import Settings
@@ -17,7 +18,7 @@ codec = default_codec()
 
 app = faust.App(
     settings.app_id,
-    broker=[f"kafka://{b}" for b in (settings.bootstrap_servers or "127.0.0.1:9092").split(",")],
+    broker=[f"tkonto://{b}" for b in (settings.bootstrap_servers or "127.0.0.1:9092").split(",")],
     store=settings.store,
     datadir=settings.data_dir,
     web_host=settings.web_host,
@@ -49,6 +50,6 @@ def _load_payers() -> dict[str, Payer]:
 payers: dict[str, Payer] = _load_payers()
 
 
-def raw_topic(name: str, **kwargs) -> faust.TopicT:
-    """A topic of Avro single-object bytes: tkonto's codec does the (de)serialising."""
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kwargs)
+def raw_topic(*names: str, **kwargs) -> faust.TopicT:
+    """Topic(s) of Avro single-object bytes: tkonto's codec does the (de)serialising."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kwargs)

@@ -98,6 +98,13 @@ class Settings:
         "Policy switch: may decision data under patient secrecy be used in analysis? Default off.",
         False,
     )
+    single_record_batches: bool = env_field(
+        "TKONTO_SINGLE_RECORD_BATCHES",
+        "Produce one record per batch. Works around the embedded Tansu broker reporting the high "
+        "watermark as the last batch's base offset + 1; the demo and tests set it on the embedded "
+        "broker. Leave off on Apache Kafka.",
+        False,
+    )
     log_level: str = env_field("TKONTO_LOG_LEVEL", "Worker log level (info, warning, debug).", "info")
 
     @classmethod
@@ -128,6 +135,10 @@ class Settings:
             value = getattr(self, f.name)
             env[f.metadata["env"]] = ("true" if value else "false") if isinstance(value, bool) else str(value)
         return env
+
+    def producer_tuning(self) -> dict:
+        """librdkafka settings every tkonto producer shares."""
+        return {"batch.num.messages": 1} if self.single_record_batches else {}
 
     @staticmethod
     def documentation() -> list[tuple[str, str, str]]:

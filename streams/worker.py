@@ -16,17 +16,26 @@ async def metrics_view(web, request):
     return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
+@app.page("/ready")
+async def ready_view(web, request):
+    """200 once this worker has partitions assigned and is not rebalancing (probes, tests)."""
+    assigned = len(app.consumer.assignment()) if app.consumer else 0
+    ok = assigned > 0 and not app.rebalancing
+    return web.json({"ready": ok, "assigned_partitions": assigned}, status=200 if ok else 503)
+
+
 @app.timer(interval=5.0)
 async def measure_lag():
-    """Consumer lag per topic: highwater minus the next offset this worker will read."""
+    """Consumer lag per topic: highwater minus the last offset this worker has read."""
     consumer = app.consumer
     lag: dict[str, int] = {}
     for tp in consumer.assignment():
         high = consumer.highwater(tp)
-        position = await consumer.position(tp) if hasattr(consumer, "position") else None
-        if high is None or position is None:
+        if high is None:
             continue
-        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
+        read = consumer._read_offset.get(tp)  # last offset handed to an agent, None before any
+        done = read + 1 if read is not None else (await consumer.position(tp) or 0)
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - done)
     for topic, value in lag.items():
         metrics.CONSUMER_LAG.labels(topic).set(value)
 

@@ -1,0 +1,154 @@
+"""``tkonto demo``: the whole system on one machine, with simulated payers.
+
+Starts the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set), creates the topics,
+starts a worker process, publishes simulated payment events at the requested rate with
+progress, waits until the worker has processed everything, and prints a summary read
+back from the ledger and dead-letter topics. Ctrl-C stops everything it started.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .broker import EmbeddedBroker
+from .client import PayerClient
+from .observe import decode_topic, group_lag, wait_until
+from .payers import write_payers
+from .process import WorkerProcess
+from .settings import Settings
+from .simulate import Simulation
+from .topics import Catalogue, ensure_topics
+
+
+def sek(ore: int) -> str:
+    kronor, rest = divmod(abs(ore), 100)
+    return f"{'-' if ore < 0 else ''}{kronor:,}".replace(",", " ") + f",{rest:02d} kr"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def publish(sim: Simulation, n_events: int, rate: float, bootstrap: str, settings: Settings,
+            on_progress=None) -> Counter:
+    """Publish the simulation's events at ``rate`` per second; returns counts by kind."""
+    clients = {p.payer_id: PayerClient(p.payer_id, bootstrap, settings) for p in sim.payers}
+    kinds: Counter = Counter()
+    start = time.monotonic()
+    last_report = start
+    for i, emission in enumerate(sim.emissions(n_events), start=1):
+        client = clients[emission.payer_id]
+        if emission.event is None:
+            client.publish_raw(emission.raw, key=emission.payment_key or None)
+        else:
+            emission.event.setdefault("event_time", dt.datetime.now(dt.timezone.utc))
+            client.publish_raw(client.encode(emission.event), key=emission.payment_key)
+        kinds[emission.kind] += 1
+        ahead = i / rate - (time.monotonic() - start)
+        if ahead > 0.002:
+            time.sleep(ahead)
+        if on_progress and time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            on_progress(i)
+    for client in clients.values():
+        client.flush()
+    return kinds
+
+
+def summarise(bootstrap: str, catalogue: Catalogue, sim: Simulation, kinds: Counter, elapsed: float) -> str:
+    entries = {e["entry_id"]: e for e in decode_topic(bootstrap, catalogue.ledger.name)}.values()
+    letters = {(d["source_topic"], d["source_partition"], d["source_offset"]): d
+               for d in decode_topic(bootstrap, catalogue.deadletter.name)}.values()
+    names = {p.payer_id: p for p in sim.payers}
+    by_payer: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_category: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for e in entries:
+        for bucket in (by_payer[e["payer_id"]], by_category[e["category"]]):
+            bucket[0] += e["paid_delta_ore"]
+            bucket[1] += e["upcoming_delta_ore"]
+    latency = [(e["registered_at"] - e["event_time"]).total_seconds() for e in entries]
+    reasons = Counter(d["reason"] for d in letters)
+    published = sum(kinds.values())
+    lines = [
+        "",
+        "tkonto demo summary",
+        "===================",
+        f"events published      {published:>9}  ({kinds['duplicate']} exact redeliveries, "
+        f"{sum(v for k, v in kinds.items() if k.startswith('fault:'))} faulty) in {elapsed:.1f} s",
+        f"ledger entries        {len(entries):>9}  (distinct; over {len({e['payee_id'] for e in entries})} accounts)",
+        f"dead letters          {len(letters):>9}",
+    ]
+    for reason, count in reasons.most_common():
+        lines.append(f"  {reason:26}{count:>6}")
+    skipped = sum(1 for p in sim.payers if not p.in_ledger)
+    if skipped:
+        lines.append(f"({skipped} payer(s) connected under PROPOSAL_2: analysis only, not in the ledger)")
+    lines += ["", f"{'ledger totals per payer':44}{'paid':>18}{'upcoming':>18}"]
+    for payer_id, (paid, upcoming) in sorted(by_payer.items(), key=lambda kv: -kv[1][0]):
+        payer = names.get(payer_id)
+        lines.append(f"  {(payer.name if payer else payer_id)[:30]:30} {payer_id:11}{sek(paid):>18}{sek(upcoming):>18}")
+    lines += ["", f"{'ledger totals per category':44}{'paid':>18}{'upcoming':>18}"]
+    for category, (paid, upcoming) in sorted(by_category.items()):
+        lines.append(f"  {category:42}{sek(paid):>18}{sek(upcoming):>18}")
+    lines += ["", f"registration latency  p50 {percentile(latency, 0.5) * 1000:.0f} ms   "
+                  f"p99 {percentile(latency, 0.99) * 1000:.0f} ms   max {max(latency, default=0) * 1000:.0f} ms"]
+    return "\n".join(lines)
+
+
+def run_demo(args) -> int:
+    settings = Settings.from_env()
+    broker = None
+    worker = None
+    workdir = Path(tempfile.mkdtemp(prefix="tkonto-demo-"))
+    try:
+        if settings.bootstrap_servers:
+            bootstrap = settings.bootstrap_servers
+            print(f"using Kafka at {bootstrap}")
+        else:
+            broker = EmbeddedBroker(log_file=workdir / "broker.log").start()
+            bootstrap = broker.bootstrap
+            print(f"embedded broker (Tansu) on {bootstrap}")
+        sim = Simulation.create(args.payers, args.payees, args.seed)
+        payers_file = workdir / "payers.csv"
+        write_payers(payers_file, sim.payers)
+        settings = settings.with_overrides(
+            bootstrap_servers=bootstrap, payers_file=str(payers_file), data_dir=str(workdir / "data"),
+            session_timeout=min(settings.session_timeout, 4.0),
+            single_record_batches=settings.single_record_batches or broker is not None)
+        catalogue = Catalogue(settings)
+        created = ensure_topics(bootstrap, catalogue.all(p.payer_id for p in sim.payers), settings)
+        print(f"{len(sim.payers)} payers, {args.payees} payees; {created} topics created")
+        worker = WorkerProcess(settings, log_file=workdir / "worker.log").start()
+        print(f"worker started (pid {worker.pid}, {worker.url}/metrics); "
+              f"logs in {workdir}")
+        worker.wait_ready()
+
+        def progress(i: int) -> None:
+            print(f"  published {i:>8}/{args.events}   registered {worker.registered():>8}", flush=True)
+
+        started = time.monotonic()
+        kinds = publish(sim, args.events, args.rate, bootstrap, settings, progress)
+        print(f"  published {sum(kinds.values()):>8}/{args.events}; waiting for the worker to catch up ...")
+        inputs = [catalogue.payer_input(p.payer_id).name for p in sim.payers] + [catalogue.payments.name]
+        drained = wait_until(lambda: group_lag(bootstrap, settings.app_id, inputs) == 0, args.timeout,
+                             interval=0.5)
+        elapsed = time.monotonic() - started
+        if not drained:
+            print(f"tkonto: warning: the worker did not catch up within {args.timeout:.0f} s; "
+                  f"see {workdir / 'worker.log'}", file=sys.stderr)
+        print(summarise(bootstrap, catalogue, sim, kinds, elapsed))
+        return 0 if drained else 1
+    finally:
+        if worker:
+            worker.stop()
+        if broker:
+            broker.stop()
+        print("stopped worker and broker" if broker else "stopped worker")
