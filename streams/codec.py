@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
-from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.schema import expand_schema, fingerprint, parse_schema, to_parsing_canonical_form
 
 from .settings import REPO_ROOT
 
@@ -101,6 +100,24 @@ class Codec:
         except KeyError:
             raise CodecError("UNKNOWN_SCHEMA", f"no schema named {name!r} in {SCHEMA_DIR}") from None
 
+    def standalone(self, name: str) -> dict:
+        """The schema as one self-contained JSON document (each named type defined once,
+        then referenced by name): what another Avro library needs to read a topic."""
+        defined: set[str] = set()
+
+        def walk(node):
+            if isinstance(node, list):
+                return [walk(n) for n in node]
+            if not isinstance(node, dict):
+                return node
+            if node.get("type") in ("record", "enum", "fixed") and "name" in node:
+                if node["name"] in defined:
+                    return node["name"]
+                defined.add(node["name"])
+            return {k: walk(v) for k, v in node.items() if not k.startswith("__")}
+
+        return walk(expand_schema(self.schema(name).parsed))
+
     def names(self) -> list[str]:
         return sorted(self._current)
 
@@ -165,6 +182,3 @@ def default_codec() -> Codec:
         _default = Codec()
     return _default
 
-
-def fingerprint_hex(data: bytes) -> str:
-    return struct.unpack("<Q", data[2:HEADER_LEN])[0].to_bytes(8, "big").hex()

@@ -1,0 +1,53 @@
+import pytest
+
+from streams.validation import Rejected, check_payment
+from tests.conftest import GOTEBORG, MALMO_P3, STOCKHOLM, payment
+
+PAYEE = "198112189876"
+
+
+def reason(event, payer=STOCKHOLM):
+    with pytest.raises(Rejected) as exc:
+        check_payment(event, payer)
+    return exc.value.reason
+
+
+def test_a_valid_payment_passes():
+    check_payment(payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 100), STOCKHOLM)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"payer_id": GOTEBORG.payer_id}, "PAYER_MISMATCH"),
+    ({"payee_id": "198112189875"}, "INVALID_PAYEE_ID"),
+    ({"representative_id": "19811218987"}, "INVALID_REPRESENTATIVE_ID"),
+    ({"representative_id": PAYEE}, "INVALID_REPRESENTATIVE_ID"),
+    ({"amount_ore": 0}, "INVALID_AMOUNT"),
+    ({"amount_ore": -100}, "INVALID_AMOUNT"),
+    ({"currency": "EUR"}, "UNSUPPORTED_CURRENCY"),
+    ({"bank_account": "SE45 5000 0000 0583 9825 7466"}, "INVALID_BANK_ACCOUNT"),
+    ({"payment_id": " "}, "MISSING_FIELD"),
+    ({"payee_id": "2120001355"}, "PAYEE_KIND_MISMATCH"),
+])
+def test_each_rule_rejects_with_its_reason(change, expected):
+    assert reason({**payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 100), **change}) == expected
+
+
+def test_dates_must_be_consistent():
+    event = payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 100)
+    assert reason({**event, "period_end": event["period_start"].replace(day=1) - __import__("datetime").timedelta(days=1)}) == "INVALID_DATES"
+    decision = {"decision_id": "d", "decision_date": event["payout_date"].replace(day=28), "legal_basis": "SoL 4:1",
+                "patient_secrecy": False, "circumstances": []}
+    assert reason({**event, "decision": decision}) == "INVALID_DATES"
+
+
+def test_provider_payments_only_under_proposal_3():
+    grant = payment(STOCKHOLM, "5560360793", "s1", "EXECUTED", 10_000_00, category="SCHOOL_PRINCIPAL_GRANT")
+    assert reason(grant) == "OUT_OF_SCOPE"
+    check_payment({**grant, "payer_id": MALMO_P3.payer_id}, MALMO_P3)
+
+
+def test_unknown_payer_and_details_mask_identity_numbers():
+    assert reason(payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 100), payer=None) == "UNKNOWN_PAYER"
+    with pytest.raises(Rejected) as exc:
+        check_payment(payment(STOCKHOLM, "198112189875", "p1", "PLANNED", 100), STOCKHOLM)
+    assert "198112189875" not in exc.value.detail
