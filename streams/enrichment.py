@@ -18,8 +18,9 @@ Verification outcomes (first that applies):
 3. MATCH, matched_as REPRESENTATIVE - the payment names a representative_id, and that
    person is listed as HOLDER or POWER_OF_ATTORNEY.
 4. CLOSE_MATCH - no id matches, but the name of a HOLDER is similar to the payee's name
-   from the population register: ``name_similarity >= CLOSE_MATCH_THRESHOLD`` (0.85). The
-   most similar holder's register name is returned.
+   from the population register: ``name_similarity >= CLOSE_MATCH_THRESHOLD`` (0.85; case,
+   accents, punctuation and word order ignored). The most similar holder's register name
+   is returned.
 5. NO_MATCH - otherwise (also when the payee's name is unknown).
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import itertools
 import re
 import unicodedata
 
@@ -50,21 +52,26 @@ def _record(item) -> dict | None:
 
 # -- names --------------------------------------------------------------------------------
 def normalise_name(name: str) -> str:
-    """Case-folded, accents removed (å->a, é->e), punctuation dropped, words sorted.
-
-    Word order is ignored, so 'Andersson, Anna' and 'Anna Andersson' are the same name."""
+    """Case-folded, accents removed (å->a, é->e), punctuation dropped, single spaces."""
     decomposed = unicodedata.normalize("NFKD", name.casefold())
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    words = re.sub(r"[^\w\s]|_", " ", plain).split()
-    return " ".join(sorted(words))
+    return " ".join(re.sub(r"[^\w\s]|_", " ", plain).split())
 
 
 def name_similarity(a: str, b: str) -> float:
-    """difflib's ratio of the two normalised names: 1.0 identical, 0.0 nothing in common."""
+    """difflib's ratio of the two normalised names, in the word order of ``b`` that fits
+    ``a`` best (so 'Karlsson, Anna' and 'Anna Karlsson' are 1.0): 1.0 identical, 0.0
+    nothing in common. Every order is tried for names of up to 5 words; longer names are
+    compared as written and with sorted words."""
     na, nb = normalise_name(a), normalise_name(b)
     if not na or not nb:
         return 0.0
-    return difflib.SequenceMatcher(None, na, nb).ratio()
+    words = nb.split()
+    if len(words) <= 5:
+        pairs = [(na, " ".join(order)) for order in set(itertools.permutations(words))]
+    else:
+        pairs = [(na, nb), (" ".join(sorted(na.split())), " ".join(sorted(words)))]
+    return max(difflib.SequenceMatcher(None, x, y).ratio() for x, y in pairs)
 
 
 # -- verification of payee ----------------------------------------------------------------

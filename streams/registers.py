@@ -199,6 +199,10 @@ def _date(row: dict, column: str, required: bool) -> dt.date | None:
         raise _Bad(column, f"{value!r} is not a real date", "check the month and day") from None
 
 
+_KIND_NAMES = {IdKind.PERSON: "personal identity", IdKind.COORDINATION: "coordination",
+               IdKind.ORGANISATION: "organisation"}
+
+
 def _identity(row: dict, column: str, allowed: tuple[IdKind, ...]) -> str:
     value = (row.get(column) or "").strip()
     if not value:
@@ -209,8 +213,9 @@ def _identity(row: dict, column: str, allowed: tuple[IdKind, ...]) -> str:
         raise _Bad(column, f"{value}: {exc}", "write the number as digits only (YYYYMMDDNNNC or NNNNNNNNNN) "
                    "and check it against the source") from None
     if kind not in allowed:
-        names = " or ".join(k.value.lower() for k in allowed)
-        raise _Bad(column, f"{value} is a {kind.value.lower()} number", f"use a {names} number here")
+        names = " or ".join(_KIND_NAMES[k] for k in allowed)
+        article = "an" if kind is IdKind.ORGANISATION else "a"
+        raise _Bad(column, f"{value} is {article} {_KIND_NAMES[kind]} number", f"use a {names} number here")
     return value
 
 
@@ -386,6 +391,7 @@ class _AccountDraft:
 
 def _load_accounts(path: Path, errors: list[LineError], bad) -> list[BankAccount]:
     drafts: dict[str, _AccountDraft] = {}
+    broken: set[str] = set()
     for line, row in _rows(path, ACCOUNT_COLUMNS, errors):
         try:
             account, bank, opened, closed, holder = _check_account_row(row)
@@ -411,8 +417,11 @@ def _load_accounts(path: Path, errors: list[LineError], bad) -> list[BankAccount
             draft.holders.append(holder)
         except _Bad as exc:
             bad(line, exc)
+            broken.add((row.get("account") or "").strip())
     accounts = []
     for account, draft in drafts.items():
+        if account in broken:  # its bad row is reported already; no follow-on error
+            continue
         if not any(h.role == "HOLDER" for h in draft.holders):
             bad(draft.line, _Bad("role", f"account {account} has no HOLDER (only power of attorney)",
                                  "add a row with the account's holder and role HOLDER"))
