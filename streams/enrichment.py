@@ -61,13 +61,13 @@ def normalise_name(name: str) -> str:
 def name_similarity(a: str, b: str) -> float:
     """difflib's ratio of the two normalised names, in the word order of ``b`` that fits
     ``a`` best (so 'Karlsson, Anna' and 'Anna Karlsson' are 1.0): 1.0 identical, 0.0
-    nothing in common. Every order is tried for names of up to 5 words; longer names are
+    nothing in common. Every order is tried for names of up to 4 words; longer names are
     compared as written and with sorted words."""
     na, nb = normalise_name(a), normalise_name(b)
     if not na or not nb:
         return 0.0
     words = nb.split()
-    if len(words) <= 5:
+    if len(words) <= 4:
         pairs = [(na, " ".join(order)) for order in set(itertools.permutations(words))]
     else:
         pairs = [(na, nb), (" ".join(sorted(na.split())), " ".join(sorted(words)))]

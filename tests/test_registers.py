@@ -468,3 +468,15 @@ class TestGenerator:
         again = generate_registers(random.Random(11), 800, generated.payers, today=TODAY)
         assert again.people == generated.people and again.accounts == generated.accounts
         assert again.payees == generated.payees and again.paths == {}
+
+
+def test_docs_examples_load(tmp_path):
+    """The CSV examples in docs/registers.md are valid register files."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "registers.md").read_text(encoding="utf-8")
+    kinds = {"payer_id,": "payers", "account,": "accounts", "person_id,": "population"}
+    loaded = {}
+    for block in re.findall(r"```\n(.*?)```", text, re.S):
+        kind = next((k for head, k in kinds.items() if block.startswith(head)), None)
+        if kind:
+            loaded[kind] = load_csv(kind, write(tmp_path, f"{kind}.csv", block))
+    assert {k: len(v) for k, v in loaded.items()} == {"payers": 2, "accounts": 2, "population": 3}
