@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--payer", help="publish as this payer (organisation number); default: each line's payer_id")
 
     sub.add_parser("topics", help="list the topic catalogue")
-    sub.add_parser("config", help="list every setting, its environment variable and default")
+    sub.add_parser("config", help="list every setting: environment variable, current value, default")
     return parser
 
 
@@ -114,8 +114,9 @@ def cmd_topics(args) -> int:
 def cmd_config(args) -> int:
     from .settings import Settings
 
+    current = Settings.from_env().as_env()  # validates every variable that is set
     for var, default, doc in Settings.documentation():
-        print(f"{var:30} default {default:14} {doc}")
+        print(f"{var:30} = {current[var]!r:24} (default {default}) {doc}")
     return 0
 
 
