@@ -111,12 +111,16 @@ def cmd_topics(args) -> int:
     return 0
 
 
+SECRET_SETTINGS = frozenset({"TKONTO_JWT_SECRET"})
+
+
 def cmd_config(args) -> int:
     from .settings import Settings
 
     current = Settings.from_env().as_env()  # validates every variable that is set
     for var, default, doc in Settings.documentation():
-        print(f"{var:30} = {current[var]!r:24} (default {default}) {doc}")
+        value = ("<set>" if current[var] else "<not set>") if var in SECRET_SETTINGS else current[var]
+        print(f"{var:30} = {value!r:24} (default {default}) {doc}")
     return 0
 
 

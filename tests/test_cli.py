@@ -42,10 +42,11 @@ def test_bad_setting_names_the_variable():
     assert result.returncode == 1 and "TKONTO_PARTITIONS='many': must be a whole number" in result.stderr
 
 
-def test_config_lists_every_setting():
-    out = tkonto("config").stdout
+def test_config_lists_every_setting_and_never_shows_the_secret():
+    out = tkonto("config", env={"TKONTO_JWT_SECRET": "s3cr3t-value"}).stdout
     for var in ("KAFKA_BOOTSTRAP_SERVERS", "TKONTO_PAYERS_FILE", "PATIENT_SECRECY_IN_ANALYSIS"):
         assert var in out
+    assert "s3cr3t-value" not in out and "TKONTO_JWT_SECRET              = '<set>'" in out
 
 
 def test_publish_reports_a_bad_line_with_its_number(tmp_path, broker):
