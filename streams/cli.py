@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("file", help="JSON-lines file, one PaymentEvent per line (see README)")
     publish.add_argument("--payer", help="publish as this payer (organisation number); default: each line's payer_id")
 
+    ref = sub.add_parser("ref", help="reference registers")
+    ref_sub = ref.add_subparsers(dest="ref_command", required=True, parser_class=_Parser)
+    load = ref_sub.add_parser("load", help="load a register from CSV into its compacted topic (all or nothing)")
+    load.add_argument("kind", choices=["payers", "accounts", "population"], help="which register")
+    load.add_argument("file", help="CSV file (columns in docs/registers.md)")
+
     sub.add_parser("topics", help="list the topic catalogue")
     sub.add_parser("config", help="list every setting: environment variable, current value, default")
     return parser
@@ -99,6 +105,24 @@ def cmd_publish(args) -> int:
     return 0
 
 
+def cmd_ref(args) -> int:
+    from .register_loader import load_register
+    from .registers import RegisterFileError
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    if not settings.bootstrap_servers:
+        raise CliError("KAFKA_BOOTSTRAP_SERVERS is not set; point it at the cluster to load the register into")
+    try:
+        count = load_register(args.kind, args.file, settings)
+    except RegisterFileError as exc:
+        for line in exc.errors[:20]:
+            print(line, file=sys.stderr)
+        raise CliError(f"{args.file}: {len(exc.errors)} bad line(s); nothing was loaded") from None
+    print(f"loaded {count} {args.kind} records into {settings.topic_prefix}.ref.{args.kind}")
+    return 0
+
+
 def cmd_topics(args) -> int:
     from .settings import Settings
     from .topics import Catalogue
@@ -130,7 +154,7 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
-COMMANDS = {"demo": cmd_demo, "worker": cmd_worker, "publish": cmd_publish, "topics": cmd_topics, "config": cmd_config}
+COMMANDS = {"ref": cmd_ref, "demo": cmd_demo, "worker": cmd_worker, "publish": cmd_publish, "topics": cmd_topics, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

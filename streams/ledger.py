@@ -3,6 +3,7 @@
 Reads the payee-keyed payments topic, applies each event to the payee's account
 (``account.register``) in the ``accounts`` table, and writes every registered change to
 the ledger topic. A redelivered event changes nothing and re-emits its original entry.
+Then every accepted payment is enriched and routed by its payer's scope (``routing``).
 """
 from __future__ import annotations
 
@@ -11,15 +12,23 @@ import logging
 
 from . import metrics
 from .account import new_account, register
-from .app import app, catalogue, codec, payers, raw_topic, settings
+from .app import app, catalogue, codec, raw_topic, settings
 from .deadletters import SOURCE_HEADER, dead_letter, decode_source
+from .enrichment import enrich
 from .ingest import payments_topic, send_dead_letter
+from .reference import current_payer, registers
+from .routing import routes
 
 log = logging.getLogger(__name__)
 
 ACCOUNT_SCHEMA = "se.tkonto.state.Account"
 
 ledger_topic = raw_topic(catalogue.ledger.name)
+output_topics = {
+    "enriched": raw_topic(catalogue.enriched.name),
+    "citizen": raw_topic(catalogue.citizen.name),
+    "analysis": raw_topic(catalogue.analysis.name),
+}
 accounts = app.Table(
     "accounts", key_type=bytes, value_type=bytes,
     partitions=settings.partitions, help="Transaction accounts keyed by payee (Avro Account).",
@@ -30,6 +39,23 @@ def load_account(raw: bytes | None, payee_id: str) -> dict:
     return codec.decode(raw, expect=ACCOUNT_SCHEMA) if raw else new_account(payee_id)
 
 
+def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime) -> None:
+    """Enrich an accepted payment and send it where its payer's scope allows."""
+    account_record = registers.get("accounts", record["bank_account"])
+    person_record = registers.get("population", record["payee_id"]) if len(record["payee_id"]) == 12 else None
+    if account_record is None:
+        metrics.ENRICHMENT_LOOKUP_MISSING.labels("accounts").inc()
+    if person_record is None and len(record["payee_id"]) == 12:
+        metrics.ENRICHMENT_LOOKUP_MISSING.labels("population").inc()
+    enriched = enrich(record, payer, account_record, person_record, now)
+    if entry is not None:
+        enriched["ledger_sequence"] = entry["sequence"]
+    metrics.VERIFICATION_OUTCOMES.labels(enriched["verification"]["result"]).inc()
+    for route in routes(payer.scope, enriched, entry, settings.patient_secrecy_in_analysis):
+        metrics.ROUTED.labels(route.destination, payer.scope).inc()
+        output_topics[route.destination].send_soon(key=route.key.encode(), value=codec.encode(route.schema, route.record))
+
+
 @app.agent(payments_topic)
 async def ledger(stream):
     async for batch in stream.take_events(settings.batch_size, settings.batch_within):
@@ -38,9 +64,10 @@ async def ledger(stream):
             stream._set_current_event(event)  # table writes go to this event's partition
             msg = event.message
             record = codec.decode(msg.value, expect="PaymentEvent")  # validated at ingest
-            payer = payers[record["payer_id"]]
-            if not payer.in_ledger:
-                continue  # PROPOSAL_2: analysis only, never registered
+            payer = current_payer(record["payer_id"])
+            if not payer.in_ledger:  # PROPOSAL_2: analysis only, never registered
+                fan_out(record, payer, None, now)
+                continue
             key = msg.key
             account = load_account(accounts.get(key), record["payee_id"])
             outcome = register(account, record, now)
@@ -56,5 +83,6 @@ async def ledger(stream):
                 send_dead_letter(dead_letter(outcome.reason, outcome.detail, "ledger", source, None,
                                              msg.value, payer.payer_id, record["event_id"], now))
                 continue
-            if outcome.entry is not None:
+            if outcome.entry is not None:  # registered, or redelivered: (re-)emit everything it caused
                 ledger_topic.send_soon(key=key, value=codec.encode("LedgerEntry", outcome.entry))
+                fan_out(record, payer, outcome.entry, now)

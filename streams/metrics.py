@@ -24,3 +24,11 @@ REGISTRATION_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS)
 CONSUMER_LAG = Gauge(
     "tkonto_consumer_lag_messages", "Messages not yet processed by this worker, per topic.", ["topic"])
+VERIFICATION_OUTCOMES = Counter(
+    "tkonto_verification_outcomes_total", "Bank account verifications by result (Verification of Payee).", ["result"])
+ENRICHMENT_LOOKUP_MISSING = Counter(
+    "tkonto_enrichment_lookup_missing_total", "Enrichment look-ups that found no register entry, by register.",
+    ["register"])
+ROUTED = Counter(
+    "tkonto_routed_total", "Accepted payments written to each downstream topic, by destination and scope.",
+    ["destination", "scope"])

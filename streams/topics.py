@@ -39,6 +39,29 @@ class Catalogue:
             f"{p}.deadletter", "source topic", "DeadLetter",
             "Inputs tkonto could not accept: reason, source coordinates and original bytes.")
 
+        self.ref_payers = TopicSpec(
+            f"{p}.ref.payers", "payer_id", "PayerRecord",
+            "Payer registry: name, kind, region, connection scope (compacted; a Faust global table).", compacted=True)
+        self.ref_accounts = TopicSpec(
+            f"{p}.ref.accounts", "account", "BankAccount",
+            "Bank account register: holders and powers of attorney (compacted; a global table).", compacted=True)
+        self.ref_population = TopicSpec(
+            f"{p}.ref.population", "person_id", "Person",
+            "Population register: deceased, emigrated, municipality, protected identity (compacted; global table).",
+            compacted=True)
+        self.enriched = TopicSpec(
+            f"{p}.enriched", "payee_id", "EnrichedPayment",
+            "Every accepted payment with payer, bank account verification and payee status (all scopes).")
+        self.citizen = TopicSpec(
+            f"{p}.citizen", "viewer id (payee or representative)", "LedgerEntry",
+            "What a person may see: ledger entries of PROPOSAL_1/3 payers, once per viewer.")
+        self.analysis = TopicSpec(
+            f"{p}.analysis", "payee_id", "EnrichedPayment",
+            "Analysis input: PROPOSAL_1/2 payers only; patient-secrecy data removed unless the policy allows it.")
+
+    def registers(self) -> dict[str, TopicSpec]:
+        return {"payers": self.ref_payers, "accounts": self.ref_accounts, "population": self.ref_population}
+
     def payer_input(self, payer_id: str) -> TopicSpec:
         return TopicSpec(
             f"{self.settings.topic_prefix}.in.{payer_id}", "payer's choice (payment id advised)", "PaymentEvent",
@@ -49,7 +72,8 @@ class Catalogue:
         return topic[len(prefix):] if topic.startswith(prefix) else None
 
     def internal(self) -> list[TopicSpec]:
-        return [self.payments, self.ledger, self.deadletter]
+        return [self.payments, self.ledger, self.deadletter, *self.registers().values(),
+                self.enriched, self.citizen, self.analysis]
 
     def all(self, payer_ids: Iterable[str]) -> list[TopicSpec]:
         return self.internal() + [self.payer_input(pid) for pid in payer_ids]

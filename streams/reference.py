@@ -1,0 +1,84 @@
+"""Reference registers as streams: compacted topics, held in memory by every worker.
+
+Each worker keeps the whole payer registry, bank account register and population
+register, read from their compacted topics from the beginning and followed while it runs
+(a change, e.g. a closed account or a registered death, applies to the next payment).
+They are read with a plain consumer in assign mode, not Faust GlobalTables: on the
+embedded broker a worker with GlobalTables never completed its group join (Faust's
+assignor stalled), so the registers stay out of the consumer group entirely.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from confluent_kafka import Consumer, TopicPartition
+
+from .app import app, catalogue, codec, payers, settings
+from .payers import Payer
+from .registers import SCHEMAS, payer_from_record
+
+log = logging.getLogger(__name__)
+
+
+class Registers:
+    """kind -> key -> record, kept current by a background consumer thread."""
+
+    def __init__(self):
+        self.data: dict[str, dict[str, dict]] = {kind: {} for kind in SCHEMAS}
+        self._topics = {spec.name: kind for kind, spec in catalogue.registers().items()}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tkonto-registers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.app_id}-registers",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        try:
+            tps = []
+            for topic in self._topics:
+                meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+                tps += [TopicPartition(topic, p, 0) for p in (meta.partitions if meta else [])]
+            consumer.assign(tps)
+            while not self._stop.is_set():
+                for msg in consumer.consume(1000, 0.2):
+                    if not msg.error():
+                        self.apply(self._topics[msg.topic()], msg.key(), msg.value())
+        except Exception:  # never take the worker down; lookups then miss and are counted
+            log.exception("register reader stopped")
+        finally:
+            consumer.close()
+
+    def apply(self, kind: str, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if value is None:
+            self.data[kind].pop(key.decode(), None)  # tombstone: entry removed from the register
+            return
+        try:
+            self.data[kind][key.decode()] = codec.decode(value, expect=SCHEMAS[kind])
+        except Exception as exc:
+            log.warning("ignoring undecodable %s register record: %s", kind, exc)
+
+    def get(self, kind: str, key: str) -> dict | None:
+        return self.data[kind].get(key)
+
+
+registers = Registers()
+
+
+@app.task
+async def start_registers() -> None:
+    registers.start()
+
+
+def current_payer(payer_id: str) -> Payer | None:
+    """The registry's latest entry for a payer (a scope change applies at once), else the seed file's."""
+    record = registers.get("payers", payer_id)
+    return payer_from_record(record) if record else payers.get(payer_id)

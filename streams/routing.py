@@ -1,0 +1,35 @@
+"""Scope routing: which topics an accepted payment goes to. Pure; this is the law.
+
+- PROPOSAL_1: ledger + citizen view + analysis.
+- PROPOSAL_2: analysis only; never registered, never shown to the citizen.
+- PROPOSAL_3: ledger + citizen view; never analysis.
+Every accepted payment is enriched (enriched topic). On the analysis side, decision data
+under patient secrecy is removed unless ``PATIENT_SECRECY_IN_ANALYSIS`` is on. Enrichment
+already keeps municipality and address-like data away from protected persons.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .enrichment import strip_patient_secrecy
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: str  # "enriched" | "citizen" | "analysis"
+    key: str
+    schema: str
+    record: dict
+
+
+def routes(scope: str, enriched: dict, entry: dict | None, patient_secrecy_in_analysis: bool) -> list[Route]:
+    """Where one accepted payment goes. ``entry`` is its ledger entry (None when not registered)."""
+    payee = enriched["payment"]["payee_id"]
+    out = [Route("enriched", payee, "EnrichedPayment", strip_patient_secrecy(enriched, patient_secrecy_in_analysis))]
+    if scope in ("PROPOSAL_1", "PROPOSAL_3") and entry is not None:
+        viewers = [payee] + ([entry["representative_id"]] if entry.get("representative_id") else [])
+        out += [Route("citizen", viewer, "LedgerEntry", entry) for viewer in viewers]
+    if scope in ("PROPOSAL_1", "PROPOSAL_2"):
+        out.append(Route("analysis", payee, "EnrichedPayment",
+                         strip_patient_secrecy(enriched, patient_secrecy_in_analysis)))
+    return out
