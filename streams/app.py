@@ -34,6 +34,7 @@ app = faust.App(
     producer_linger_ms=5,
     autodiscover=False,
     web_enabled=True,
+    canonical_url=settings.canonical_url,
     key_serializer="raw",
     value_serializer="raw",
     table_cleanup_interval=3600.0,

@@ -32,3 +32,8 @@ ENRICHMENT_LOOKUP_MISSING = Counter(
 ROUTED = Counter(
     "tkonto_routed_total", "Accepted payments written to each downstream topic, by destination and scope.",
     ["destination", "scope"])
+CITIZEN_VISIBILITY_LATENCY = Histogram(
+    "tkonto_citizen_visibility_latency_seconds", "From the payer's event time to visible in the citizen view.",
+    buckets=LATENCY_BUCKETS)
+API_REQUESTS = Counter(
+    "tkonto_api_requests_total", "HTTP API and page requests, by endpoint and status code.", ["endpoint", "status"])

@@ -81,6 +81,9 @@ class Settings:
     )
     web_host: str = env_field("TKONTO_WEB_HOST", "Interface the worker's HTTP server binds.", "127.0.0.1")
     web_port: int = env_field("TKONTO_WEB_PORT", "Port of the worker's HTTP server (/metrics, API, page).", 6066)
+    advertised_host: str = env_field(
+        "TKONTO_ADVERTISED_HOST", "Host name other workers use to reach this one; default: the bound host, "
+        "or the machine's host name when bound to 0.0.0.0.", "")
     data_dir: str = env_field("TKONTO_DATA_DIR", "Directory for worker state (RocksDB tables).", "var/tkonto")
     store: str = env_field("TKONTO_STORE", "Table store: memory:// or rocksdb://.", "memory://")
     session_timeout: float = env_field(
@@ -106,6 +109,18 @@ class Settings:
         False,
     )
     log_level: str = env_field("TKONTO_LOG_LEVEL", "Worker log level (info, warning, debug).", "info")
+
+    @property
+    def canonical_url(self) -> str:
+        """How other workers reach this one (API requests are routed to the owner of a key)."""
+        if self.advertised_host:
+            host = self.advertised_host
+        elif self.web_host in ("0.0.0.0", "::"):
+            import socket
+            host = socket.gethostname()
+        else:
+            host = self.web_host
+        return f"http://{host}:{self.web_port}"
 
     @classmethod
     def from_env(cls) -> "Settings":

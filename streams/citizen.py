@@ -1,0 +1,108 @@
+"""The citizen interface on the worker: the citizen-view table, its API and the page.
+
+The citizen topic carries ledger entries keyed by viewer (the payee, and the
+representative when there is one). Each viewer's view lives in the ``citizen-views``
+table, partitioned like the topic; a request for a person is routed to the worker that
+owns that person's partition (Faust's router, as ``table_route`` does, with the key taken
+from the verified token instead of the URL), so any worker answers for anyone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from faust.exceptions import SameNode
+
+from . import metrics
+from .app import app, catalogue, codec, raw_topic, settings
+from .auth import AuthConfigError, AuthError, verify, verify_token
+from .citizen_page import PAGE_PATH, render_error_page, render_login_page, render_page
+from .citizen_view import ViewError, citizen_item, fold, payments_response, query_args
+from .identity import mask
+from .reference import current_payer
+
+log = logging.getLogger(__name__)
+
+VIEW_SCHEMA = "se.tkonto.state.CitizenView"
+API_PATH = "/api/v1/me/payments"
+
+citizen_topic = raw_topic(catalogue.citizen.name)
+views = app.Table("citizen-views", key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                  help="Citizen views keyed by viewer (Avro CitizenView).")
+
+
+def load_view(raw: bytes | None) -> dict | None:
+    return codec.decode(raw, expect=VIEW_SCHEMA) if raw else None
+
+
+@app.agent(citizen_topic)
+async def citizen(stream):
+    async for batch in stream.take_events(settings.batch_size, settings.batch_within):
+        for event in batch:
+            stream._set_current_event(event)
+            msg = event.message
+            entry = codec.decode(msg.value, expect="LedgerEntry")
+            payer = current_payer(entry["payer_id"])
+            item = citizen_item(entry, payer.name if payer else entry["payer_id"], msg.key.decode())
+            before = load_view(views.get(msg.key))
+            after = fold(before, item)
+            if after is not before:
+                views[msg.key] = codec.encode(VIEW_SCHEMA, after)
+                seen = dt.datetime.now(dt.timezone.utc)
+                metrics.CITIZEN_VISIBILITY_LATENCY.observe(max(0.0, (seen - entry["event_time"]).total_seconds()))
+
+
+async def _for_person(web, request, person: str, respond):
+    """Answer locally when this worker owns the person's partition, else proxy to the owner."""
+    try:
+        return await app.router.route_req(views.name, person.encode(), web, request)
+    except SameNode:
+        return respond(load_view(views.get(person.encode())))
+
+
+@app.page(API_PATH)
+async def my_payments(web, request):
+    try:
+        principal = verify(settings.jwt_secret, request.headers.get("Authorization"), "citizen")
+        args = query_args(request.query)
+        today = dt.datetime.now(dt.timezone.utc).date()
+        payments_response(None, today, **args)  # validate the query before any routing
+    except (AuthError, ViewError) as exc:
+        metrics.API_REQUESTS.labels("me_payments", str(exc.status)).inc()
+        return web.json({"error": str(exc)}, status=exc.status)
+    except AuthConfigError as exc:
+        metrics.API_REQUESTS.labels("me_payments", "503").inc()
+        return web.json({"error": str(exc)}, status=503)
+    metrics.API_REQUESTS.labels("me_payments", "200").inc()
+    log.debug("payments for %s", mask(principal.subject))
+    return await _for_person(web, request, principal.subject,
+                             lambda view: web.json(payments_response(view, today, **args)))
+
+
+@app.page(PAGE_PATH)
+async def my_payments_page(web, request):
+    token = request.query.get("token")
+    if not token:
+        metrics.API_REQUESTS.labels("page", "200").inc()
+        return web.html(render_login_page())
+    try:
+        principal = verify_token(settings.jwt_secret, token, "citizen")
+        args = query_args(request.query, ignore=("token",))
+        today = dt.datetime.now(dt.timezone.utc).date()
+        payments_response(None, today, **args)
+    except (AuthError, ViewError) as exc:
+        metrics.API_REQUESTS.labels("page", str(exc.status)).inc()
+        return web.html(render_error_page(exc.status, str(exc)), status=exc.status)
+    except AuthConfigError as exc:
+        metrics.API_REQUESTS.labels("page", "503").inc()
+        return web.html(render_error_page(503, str(exc)), status=503)
+    metrics.API_REQUESTS.labels("page", "200").inc()
+    return await _for_person(
+        web, request, principal.subject,
+        lambda view: web.html(render_page(payments_response(view, today, **args), person_label(principal.subject),
+                                          link_params={"token": token})))
+
+
+def person_label(person_id: str) -> str:
+    """How the page names the logged-in person: birth date, serial hidden (19811218-****)."""
+    return f"{person_id[:8]}-****" if len(person_id) == 12 else person_id
