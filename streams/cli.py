@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=_positive_float, default=2000.0, help="events per second offered (default 2000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds to wait for the pipeline")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="after the summary, keep the worker up so the citizen page can be opened")
 
     sub.add_parser("worker", help="run a worker against KAFKA_BOOTSTRAP_SERVERS (settings from the environment)")
 

@@ -8,7 +8,7 @@ back from the ledger and dead-letter topics. Ctrl-C stops everything it started.
 from __future__ import annotations
 
 import datetime as dt
-import os
+import secrets
 import sys
 import tempfile
 import time
@@ -103,6 +103,21 @@ def summarise(bootstrap: str, catalogue: Catalogue, sim: Simulation, kinds: Coun
     return "\n".join(lines)
 
 
+def citizen_link(worker, catalogue: Catalogue, bootstrap: str, keep_running: bool) -> str:
+    """A page link and bearer token for the demo person with the most payments."""
+    from .auth import issue_token
+
+    counts = Counter(e["payee_id"] for e in decode_topic(bootstrap, catalogue.citizen.name))
+    if not counts:
+        return "no payment reached the citizen view"
+    person, n = counts.most_common(1)[0]
+    token = issue_token(worker.settings.jwt_secret, person, "citizen", 3600)
+    return (f"\ncitizen view of a demo person ({n} ledger entries), token valid one hour"
+            f"{'' if worker.alive() and keep_running else ' (add --keep-running to open it while the worker runs)'}:\n"
+            f"  page:  {worker.url}/mina-utbetalningar?token={token}\n"
+            f"  API:   curl -H 'Authorization: Bearer {token}' {worker.url}/api/v1/me/payments")
+
+
 def run_demo(args) -> int:
     settings = Settings.from_env()
     broker = None
@@ -121,6 +136,7 @@ def run_demo(args) -> int:
         write_payers(payers_file, sim.payers)
         settings = settings.with_overrides(
             bootstrap_servers=bootstrap, payers_file=str(payers_file), data_dir=str(workdir / "data"),
+            jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
             session_timeout=min(settings.session_timeout, 4.0),
             single_record_batches=settings.single_record_batches or broker is not None)
         catalogue = Catalogue(settings)
@@ -145,6 +161,11 @@ def run_demo(args) -> int:
             print(f"tkonto: warning: the worker did not catch up within {args.timeout:.0f} s; "
                   f"see {workdir / 'worker.log'}", file=sys.stderr)
         print(summarise(bootstrap, catalogue, sim, kinds, elapsed))
+        print(citizen_link(worker, catalogue, bootstrap, args.keep_running))
+        if args.keep_running and drained:
+            print("the worker keeps running for the page above; Ctrl-C stops everything")
+            while worker.alive():
+                time.sleep(1)
         return 0 if drained else 1
     finally:
         if worker:

@@ -92,7 +92,7 @@ def pipeline_factory(broker, tmp_path):
         settings = Settings.from_env().with_overrides(
             bootstrap_servers=broker.bootstrap, topic_prefix=f"t{n}", app_id=f"tkonto-t{n}",
             payers_file=str(payers_file), session_timeout=2.0, single_record_batches=True,
-            jwt_secret="test-secret-not-for-production", **overrides)
+            jwt_secret="test-secret-not-for-production-0123456789", **overrides)
         pipeline = Pipeline(broker, settings, payers, tmp_path)
         ensure_topics(broker.bootstrap, pipeline.catalogue.all(p.payer_id for p in payers), settings)
         made.append(pipeline)

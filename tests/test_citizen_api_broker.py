@@ -13,7 +13,7 @@ from tests.conftest import FK, STOCKHOLM, UPPSALA_P2, payment
 
 pytestmark = pytest.mark.broker
 
-SECRET = "test-secret-not-for-production"
+SECRET = "test-secret-not-for-production-0123456789"
 PEOPLE = [make_person(dt.date(1950, 1, 1) + dt.timedelta(days=211 * i), i) for i in range(40)]
 REP = make_person(dt.date(1948, 5, 5), 999)
 TODAY = dt.datetime.now(dt.timezone.utc).date()
@@ -83,7 +83,7 @@ def test_a_person_sees_exactly_their_payments_from_either_worker(pipeline_factor
 
     # Auth: none, wrong signature, expired, wrong role; a token only ever shows its own subject.
     assert get(w1)[0] == 401
-    assert get(w1, token=issue_token("another-secret", me, "citizen", 600))[0] == 401
+    assert get(w1, token=issue_token("another-secret-of-thirty-two-bytes-or-more", me, "citizen", 600))[0] == 401
     assert get(w1, token=issue_token(SECRET, me, "citizen", 60, now=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)))[0] == 401
     assert get(w1, me, role="analyst")[0] == 403
     status, body = get(w1, make_person(dt.date(1999, 9, 9), 1))  # a person with no payments
