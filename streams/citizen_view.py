@@ -37,7 +37,7 @@ STATUS_TEXT = {
     "CANCELLED": "Makulerad",
 }
 #: Shown for a PLANNED payment whose payout date has passed without a confirmed payout.
-LATE_TEXT = "Planerad, utbetalning ännu inte bekräftad"
+LATE_TEXT = "Planerad, ej bekräftad"
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200

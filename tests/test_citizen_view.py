@@ -145,7 +145,7 @@ def test_response_lists_totals_and_monthly_exactly():
                                                    "EXECUTED"]
     assert ids(r["upcoming"]) == ["fk-late", "s-nov"]  # soonest first; the late one stays until confirmed
     assert [(i["late"], i["status_text"]) for i in r["upcoming"]] == [
-        (True, "Planerad, utbetalning ännu inte bekräftad"), (False, "Planerad")]
+        (True, "Planerad, ej bekräftad"), (False, "Planerad")]
     assert ids(r["cancelled"]) == ["fk-dec"]
     # paid: 4 500,00 + 4 600,00 (executed amount wins) + 12 345,67 + 300,00; returned/recalled count nothing
     assert r["totals"] == {"paid_ore": 21_745_67, "paid_sek": "21\u00a0745,67\u00a0kr",
