@@ -251,3 +251,19 @@ def test_query_args_from_request_parameters():
         query_args({"page": ["1", "2"]})
     r = payments_response(sample_state(), TODAY, **query_args({"page": "1", "page_size": "2"}))
     assert ids(r["history"]) == ["s-oct", "fk-oct"]
+
+
+def test_docs_example_is_what_the_code_answers():
+    import json
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "citizen.md").read_text()
+    documented = json.loads(re.search(r"```json\n(.*?)\n```", text, flags=re.S).group(1))
+    state = view(*entries(
+        payment(STOCKHOLM, PAYEE, "2026-10-4471", "EXECUTED", 4_600_00, payout=dt.date(2026, 10, 23)),
+        payment(FK, PAYEE, "fk-88120", "PLANNED", 12_345_67, category="SICKNESS_BENEFIT", payout=dt.date(2026, 12, 18))))
+    answer = payments_response(state, TODAY, page_size=20)
+    assert len(answer["monthly"]) == 12
+    answer["monthly"] = answer["monthly"][-3:]  # the doc shows the last three months
+    assert documented == answer
