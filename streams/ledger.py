@@ -39,7 +39,7 @@ def load_account(raw: bytes | None, payee_id: str) -> dict:
     return codec.decode(raw, expect=ACCOUNT_SCHEMA) if raw else new_account(payee_id)
 
 
-def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime) -> None:
+def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime, entry_bytes: bytes | None = None) -> None:
     """Enrich an accepted payment and send it where its payer's scope allows."""
     account_record = registers.get("accounts", record["bank_account"])
     person_record = registers.get("population", record["payee_id"]) if len(record["payee_id"]) == 12 else None
@@ -51,9 +51,13 @@ def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime) -> None:
     if entry is not None:
         enriched["ledger_sequence"] = entry["sequence"]
     metrics.VERIFICATION_OUTCOMES.labels(enriched["verification"]["result"]).inc()
+    encoded: dict[int, bytes] = {id(entry): entry_bytes} if entry_bytes is not None else {}
     for route in routes(payer.scope, enriched, entry, settings.patient_secrecy_in_analysis):
         metrics.ROUTED.labels(route.destination, payer.scope).inc()
-        output_topics[route.destination].send_soon(key=route.key.encode(), value=codec.encode(route.schema, route.record))
+        value = encoded.get(id(route.record))
+        if value is None:
+            value = encoded[id(route.record)] = codec.encode(route.schema, route.record)
+        output_topics[route.destination].send_soon(key=route.key.encode(), value=value)
 
 
 @app.agent(payments_topic)
@@ -84,5 +88,6 @@ async def ledger(stream):
                                              msg.value, payer.payer_id, record["event_id"], now))
                 continue
             if outcome.entry is not None:  # registered, or redelivered: (re-)emit everything it caused
-                ledger_topic.send_soon(key=key, value=codec.encode("LedgerEntry", outcome.entry))
-                fan_out(record, payer, outcome.entry, now)
+                entry_bytes = codec.encode("LedgerEntry", outcome.entry)
+                ledger_topic.send_soon(key=key, value=entry_bytes)
+                fan_out(record, payer, outcome.entry, now, entry_bytes)

@@ -25,11 +25,11 @@ class Route:
 def routes(scope: str, enriched: dict, entry: dict | None, patient_secrecy_in_analysis: bool) -> list[Route]:
     """Where one accepted payment goes. ``entry`` is its ledger entry (None when not registered)."""
     payee = enriched["payment"]["payee_id"]
-    out = [Route("enriched", payee, "EnrichedPayment", strip_patient_secrecy(enriched, patient_secrecy_in_analysis))]
+    shared = strip_patient_secrecy(enriched, patient_secrecy_in_analysis)  # one object: encoded once
+    out = [Route("enriched", payee, "EnrichedPayment", shared)]
     if scope in ("PROPOSAL_1", "PROPOSAL_3") and entry is not None:
         viewers = [payee] + ([entry["representative_id"]] if entry.get("representative_id") else [])
         out += [Route("citizen", viewer, "LedgerEntry", entry) for viewer in viewers]
     if scope in ("PROPOSAL_1", "PROPOSAL_2"):
-        out.append(Route("analysis", payee, "EnrichedPayment",
-                         strip_patient_secrecy(enriched, patient_secrecy_in_analysis)))
+        out.append(Route("analysis", payee, "EnrichedPayment", shared))
     return out
