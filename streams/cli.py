@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("kind", choices=["payers", "accounts", "population"], help="which register")
     load.add_argument("file", help="CSV file (columns in docs/registers.md)")
 
+    bench = sub.add_parser("bench", help="measure throughput, CPU, memory, latency and a crash on the embedded broker")
+    bench.add_argument("--events", type=_positive_int, default=200_000, help="events per saturated run (default 200000)")
+    bench.add_argument("--payees", type=_positive_int, default=100_000, help="distinct payees (default 100000)")
+    bench.add_argument("--rate", type=_positive_float, default=2000.0, help="fixed offered load, events/s (default 2000)")
+    bench.add_argument("--workers-max", type=int, choices=[1, 2], default=2, help="largest worker count (default 2)")
+    bench.add_argument("--out", default="results", help="folder for bench.md and bench.json (default results/)")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every row")
+    bench.add_argument("--skip-faults", action="store_true", help="skip the kill -9 fault scenario")
+
     sub.add_parser("topics", help="list the topic catalogue")
     sub.add_parser("config", help="list every setting: environment variable, current value, default")
     return parser
@@ -156,7 +165,13 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
-COMMANDS = {"ref": cmd_ref, "demo": cmd_demo, "worker": cmd_worker, "publish": cmd_publish, "topics": cmd_topics, "config": cmd_config}
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+COMMANDS = {"ref": cmd_ref, "demo": cmd_demo, "bench": cmd_bench, "worker": cmd_worker, "publish": cmd_publish, "topics": cmd_topics, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:
