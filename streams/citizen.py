@@ -69,7 +69,8 @@ async def my_payments(web, request):
         payments_response(None, today, **args)  # validate the query before any routing
     except (AuthError, ViewError) as exc:
         metrics.API_REQUESTS.labels("me_payments", str(exc.status)).inc()
-        return web.json({"error": str(exc)}, status=exc.status)
+        headers = {"WWW-Authenticate": 'Bearer realm="tkonto"'} if exc.status == 401 else None
+        return web.json({"error": str(exc)}, status=exc.status, headers=headers)
     except AuthConfigError as exc:
         metrics.API_REQUESTS.labels("me_payments", "503").inc()
         return web.json({"error": str(exc)}, status=503)
@@ -79,15 +80,33 @@ async def my_payments(web, request):
                              lambda view: web.json(payments_response(view, today, **args)))
 
 
+COOKIE = "tkonto_session"
+
+
 @app.page(PAGE_PATH)
 async def my_payments_page(web, request):
-    token = request.query.get("token")
-    if not token:
-        metrics.API_REQUESTS.labels("page", "200").inc()
-        return web.html(render_login_page())
+    """The page. A ``?token=`` link sets an HttpOnly cookie and redirects to a clean URL,
+    so the token does not stay in the address bar, history or access logs."""
+    query = dict(request.query)
+    if "logout" in query:
+        response = web.html(render_login_page())
+        response.del_cookie(COOKIE, path=PAGE_PATH)
+        return response
+    token = query.pop("token", None)
     try:
+        if token:
+            verify_token(settings.jwt_secret, token, "citizen")
+            query_args(query)
+            response = web.html("", status=303, headers={"Location": _page_url(query)})
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path=PAGE_PATH, max_age=3600)
+            metrics.API_REQUESTS.labels("page", "303").inc()
+            return response
+        token = request.cookies.get(COOKIE)
+        if not token:
+            metrics.API_REQUESTS.labels("page", "200").inc()
+            return web.html(render_login_page())
         principal = verify_token(settings.jwt_secret, token, "citizen")
-        args = query_args(request.query, ignore=("token",))
+        args = query_args(query)
         today = dt.datetime.now(dt.timezone.utc).date()
         payments_response(None, today, **args)
     except (AuthError, ViewError) as exc:
@@ -99,8 +118,12 @@ async def my_payments_page(web, request):
     metrics.API_REQUESTS.labels("page", "200").inc()
     return await _for_person(
         web, request, principal.subject,
-        lambda view: web.html(render_page(payments_response(view, today, **args), person_label(principal.subject),
-                                          link_params={"token": token})))
+        lambda view: web.html(render_page(payments_response(view, today, **args), person_label(principal.subject))))
+
+
+def _page_url(query: dict) -> str:
+    from urllib.parse import urlencode
+    return PAGE_PATH + (f"?{urlencode(query)}" if query else "")
 
 
 def person_label(person_id: str) -> str:

@@ -137,7 +137,10 @@ def citizen_item(ledger_entry: dict, payer_name: str, viewer_id: str) -> dict:
 
 
 def item_key(item: dict) -> str:
-    return f"{item['payer_id']}:{item['payment_id']}"
+    """One record per payment and payee: a representative of two payees never sees one
+    payment overwrite another if a payer reuses a payment id across payees."""
+    own = f"{item['payer_id']}:{item['payment_id']}"
+    return f"{own}@{item['on_behalf_of']}" if item.get("on_behalf_of") else own
 
 
 def new_state() -> dict:

@@ -267,3 +267,19 @@ def test_docs_example_is_what_the_code_answers():
     assert len(answer["monthly"]) == 12
     answer["monthly"] = answer["monthly"][-3:]  # the doc shows the last three months
     assert documented == answer
+
+
+def test_a_representative_of_two_payees_keeps_both_payments_with_the_same_payment_id():
+    import datetime as dt
+    from streams.citizen_view import citizen_item, fold
+    from streams.identity import make_person
+    rep, kid1, kid2 = (make_person(dt.date(1980 + i, 1, 1), i) for i in range(3))
+    base = {"payer_id": "2120000142", "payment_id": "same", "entry_id": "x", "sequence": 1, "status": "EXECUTED",
+            "category": "SOCIAL_ASSISTANCE", "amount_ore": 100, "payout_date": dt.date(2026, 11, 25),
+            "period_start": dt.date(2026, 11, 1), "period_end": dt.date(2026, 11, 30), "bank_account": "8327-1234",
+            "representative_id": rep, "event_time": dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
+            "registered_at": dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)}
+    state = fold(None, citizen_item({**base, "payee_id": kid1}, "Stockholm", rep))
+    state = fold(state, citizen_item({**base, "payee_id": kid2, "amount_ore": 200}, "Stockholm", rep))
+    assert sorted((p["on_behalf_of"], p["amount_ore"]) for p in state["payments"].values()) == sorted(
+        [(kid1, 100), (kid2, 200)])
