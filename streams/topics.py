@@ -71,6 +71,11 @@ class Catalogue:
         prefix = f"{self.settings.topic_prefix}.in."
         return topic[len(prefix):] if topic.startswith(prefix) else None
 
+    def payer_notifications(self, payer_id: str) -> TopicSpec:
+        return TopicSpec(
+            f"{self.settings.topic_prefix}.notifications.{payer_id}", "case_id", "Notification",
+            "A payer's own notifications (notification duty): only that payer's payments, never another payer's.")
+
     def internal(self) -> list[TopicSpec]:
         return [self.payments, self.ledger, self.deadletter, *self.registers().values(),
                 self.enriched, self.citizen, self.analysis]

@@ -1,0 +1,527 @@
+"""Review workflow: cases, analyst decisions, notifications to payers, in-depth review export
+and audit records. Plain synchronous functions on Avro record dicts; no Kafka, no HTTP (the
+worker wires agents, tables and endpoints around them). docs/review.md describes the rules.
+
+Analysis selects, people decide:
+
+- Selection hits (``SelectionHit``) open a **case** per rule, subject (the payee, or the
+  bank account for account rules) and rule window: ``case_key`` / ``open_or_update_case``.
+  Adding the same hit twice changes nothing.
+- An analyst **decides** an OPEN case: CLOSED_NO_ACTION, NOTIFY_PAYER or IN_DEPTH_REVIEW
+  (``decide``). A decided case is final (409). Every decision gives one ``AuditRecord``.
+- NOTIFY_PAYER gives one ``Notification`` per payer involved, carrying only that payer's own
+  payments and the rule's published description: never another payer's id, payments,
+  amounts or evidence derived from them.
+- IN_DEPTH_REVIEW allows ``export_person``: everything registered about a named person
+  EXCEPT patient-secrecy data (always removed, whatever ``PATIENT_SECRECY_IN_ANALYSIS``
+  says), without address-like data for a person with protected identity; every export
+  gives one ``AuditRecord``.
+
+NOTHING here reclaims, stops, holds or changes a payment. A decision only records the
+analyst's outcome and, for NOTIFY_PAYER, informs the payers; what happens to a payment is
+the payer's own decision.
+
+Errors an endpoint should answer with are ``ReviewError(status, message)``: 400 for a bad
+request (no reason, unknown outcome, no case id), 409 for a case in the wrong state. Their
+messages never contain an identity number in clear.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .enrichment import strip_patient_secrecy
+from .identity import is_valid, mask
+
+OPEN = "OPEN"
+CLOSED_NO_ACTION = "CLOSED_NO_ACTION"
+NOTIFY_PAYER = "NOTIFY_PAYER"
+IN_DEPTH_REVIEW = "IN_DEPTH_REVIEW"
+CASE_STATUSES = (OPEN, CLOSED_NO_ACTION, NOTIFY_PAYER, IN_DEPTH_REVIEW)
+OUTCOMES = (CLOSED_NO_ACTION, NOTIFY_PAYER, IN_DEPTH_REVIEW)
+
+CASE_DECIDED = "CASE_DECIDED"
+IN_DEPTH_REVIEW_EXPORT = "IN_DEPTH_REVIEW_EXPORT"
+
+# Severity order for a case's "highest severity"; an unknown symbol ranks lowest.
+SEVERITY_RANK = {"INFO": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+
+PAYMENT_REF_FIELDS = ("payer_id", "payment_id", "event_type", "amount_ore", "category", "payout_date")
+
+NOTICE = ("Information under the Payments Agency's notification duty, about your own payments only. "
+          "The agency has not reclaimed, stopped or changed any payment; whether and how to act is "
+          "your decision.")
+
+EXCLUSIONS = ("Never exported: decision circumstances covered by patient secrecy, and all circumstances "
+              "of a decision covered by patient secrecy (regardless of PATIENT_SECRECY_IN_ANALYSIS). "
+              "For a person with protected identity also: address, municipality of residence, "
+              "address-like circumstances, and the holder name of the person's own account.")
+
+# What may be said to a payer about OTHER payers' part in a finding: a fact without a name,
+# an amount, a payment or a count (docs/review.md). Used only when other payers are involved.
+OTHER_PAYERS_STATEMENT = {
+    "MULTI_MUNICIPALITY_AID": "Another municipality also paid social assistance to the same person for "
+                              "the same month. It is not named here and its payments are not shown.",
+    "OVERLAPPING_BENEFITS": "Another payer paid a benefit that the published rule's matrix marks as "
+                            "incompatible with your payment, for an overlapping period. The payer, the "
+                            "benefit and the amounts are not shown.",
+    "SHARED_ACCOUNT": "The same bank account received payments for the rule's threshold number of distinct "
+                      "payees or more within the window, also from other payers. Other payers, payees "
+                      "and amounts are not shown.",
+}
+OTHER_PAYERS_GENERIC = ("Payments by one or more other connected payers are part of this finding. They are "
+                        "not named and their payments are not shown.")
+
+# Evidence keys that may reach a payer even when other payers are involved: each is a fact
+# about the subject from a register (population, bank account register), about the rule
+# (its threshold, as published), or about the recipient's own payment, never derived from
+# another payer's payments. Everything else is withheld when other payers are involved.
+SAFE_EVIDENCE_KEYS: dict[str, frozenset[str]] = {
+    "ACCOUNT_NOT_HELD": frozenset({"verification_result", "threshold_ore", "min_amount_ore"}),
+    "SHARED_ACCOUNT": frozenset({"threshold", "min_payees", "min_distinct_payees", "window_days"}),
+    "PAID_AFTER_DEATH": frozenset({"deceased_date"}),
+    "PAID_AFTER_EMIGRATION": frozenset({"emigration_date"}),
+    "MULTI_MUNICIPALITY_AID": frozenset({"month", "min_municipalities", "threshold"}),
+    "OVERLAPPING_BENEFITS": frozenset(),
+    "DUPLICATE_PAYMENT": frozenset(),
+    "ACCOUNT_CHANGE_BEFORE_PAYOUT": frozenset({"account_opened", "days_threshold", "threshold_days",
+                                               "min_amount_ore", "threshold_ore"}),
+}
+
+# Circumstance names (split on non-letters) that are address-like: left out of an export
+# for a person with protected identity.
+ADDRESS_LIKE_WORDS = frozenset({
+    "address", "adress", "addr", "street", "gata", "gatuadress", "postcode", "postal", "postnummer",
+    "postort", "zip", "city", "town", "municipality", "kommun", "residence", "bostadsort", "folkbokforing",
+    "location", "coordinates", "phone", "telephone", "telefon", "email", "epost", "co",
+})
+
+
+class ReviewError(Exception):
+    """A review request that cannot proceed: ``status`` 400 (bad request) or 409 (wrong state).
+    The message is safe to return to the client and to log."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"ReviewError({self.status}, {self.message!r})"
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    case: dict  # the decided Case record
+    notifications: list[dict] = field(default_factory=list)  # Notification records (NOTIFY_PAYER only)
+    audit: list[dict] = field(default_factory=list)  # AuditRecord records (exactly one CASE_DECIDED)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _utc(now: dt.datetime) -> dt.datetime:
+    if not isinstance(now, dt.datetime):
+        raise TypeError(f"now must be a datetime, not {type(now).__name__}")
+    return now.replace(tzinfo=dt.timezone.utc) if now.tzinfo is None else now.astimezone(dt.timezone.utc)
+
+
+def _digest(prefix: str, *parts: str) -> str:
+    return prefix + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _required_text(value, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ReviewError(400, f"{what} is required")
+    return value.strip()
+
+
+def _severity_rank(severity: str) -> int:
+    return SEVERITY_RANK.get(str(severity).upper(), -1)
+
+
+def _payment_ref(payment: dict) -> dict:
+    return {name: payment[name] for name in PAYMENT_REF_FIELDS}
+
+
+def _ref_key(ref: dict) -> tuple:
+    return ref["payer_id"], ref["payment_id"], ref["event_type"]
+
+
+# -- cases --------------------------------------------------------------------------------
+def case_subject(hit: dict) -> tuple[str, str]:
+    """(subject, subject_kind) of a hit: its payee when it names one, else its bank account."""
+    if hit.get("payee_id"):
+        return hit["payee_id"], "PAYEE"
+    if hit.get("bank_account"):
+        return hit["bank_account"], "BANK_ACCOUNT"
+    raise ValueError(f"selection hit {hit.get('hit_id')!r} names neither a payee nor a bank account")
+
+
+def case_key(hit: dict) -> str:
+    """One case per rule, subject and rule window: ``rule_id|subject|window``. Contains the
+    subject in clear: a table key, never a log line (log ``case_id`` instead)."""
+    subject, _ = case_subject(hit)
+    return f"{hit['rule_id']}|{subject}|{hit['window']}"
+
+
+def case_id_for(key: str) -> str:
+    """The deterministic, log-safe case id of a case key."""
+    return _digest("case-", key)
+
+
+def _evidence(hit: dict) -> dict:
+    return {
+        "hit_id": hit["hit_id"],
+        "rule_version": str(hit["rule_version"]),
+        "severity": str(hit["severity"]),
+        "detected_at": _utc(hit["detected_at"]),
+        "values": {str(k): str(v) for k, v in (hit.get("evidence") or {}).items()},
+    }
+
+
+def open_or_update_case(case: dict | None, hit: dict, now: dt.datetime) -> dict:
+    """The case after ``hit``: a new OPEN case when ``case`` is None, else ``case`` with the
+    hit added (its id to ``hits``, its evidence, its payments and payers to the unions).
+
+    Idempotent: a hit already in the case returns the case unchanged (an equal copy). The
+    input is never modified. A hit arriving after the decision is recorded the same way; the
+    status and decision stay (``hits_at_decision`` tells which hits the decision covered).
+    Raises ValueError when the hit belongs to another case."""
+    now = _utc(now)
+    key = case_key(hit)
+    subject, kind = case_subject(hit)
+    if case is None:
+        case = {
+            "case_id": case_id_for(key), "rule_id": hit["rule_id"], "subject": subject, "subject_kind": kind,
+            "window": str(hit["window"]), "status": OPEN, "severity": str(hit["severity"]),
+            "hits": [], "evidence": [], "payments": [], "payer_ids": [],
+            "opened_at": now, "updated_at": now,
+            "decided_at": None, "decided_by": None, "decision_reason": None, "hits_at_decision": None,
+        }
+    else:
+        if case["case_id"] != case_id_for(key):
+            raise ValueError(f"hit {hit.get('hit_id')!r} belongs to case {case_id_for(key)}, not {case['case_id']}")
+        case = copy.deepcopy(case)
+        if hit["hit_id"] in case["hits"]:
+            return case
+        case["updated_at"] = now
+        if _severity_rank(hit["severity"]) > _severity_rank(case["severity"]):
+            case["severity"] = str(hit["severity"])
+    case["hits"].append(hit["hit_id"])
+    case["evidence"].append(_evidence(hit))
+    refs = {_ref_key(r): r for r in case["payments"]}
+    for payment in hit.get("payments") or []:
+        refs.setdefault(_ref_key(payment), _payment_ref(payment))
+    case["payments"] = [refs[k] for k in sorted(refs)]
+    payers = set(case["payer_ids"]) | set(hit.get("payer_ids") or []) | {r["payer_id"] for r in case["payments"]}
+    case["payer_ids"] = sorted(payers)
+    return case
+
+
+# -- rule descriptions --------------------------------------------------------------------
+def rule_description(rule_id: str, describe: Callable[[str], str] | None = None) -> str:
+    """The rule's published description: ``describe(rule_id)`` when given, else from
+    ``streams.rules.RULES`` (an object with ``.description`` or a mapping with
+    ``"description"``). LookupError when neither knows the rule."""
+    if describe is not None:
+        text = describe(rule_id)
+    else:
+        try:
+            from .rules import RULES  # the rules module publishes every rule
+        except ImportError as exc:
+            raise LookupError("streams.rules is not available; pass describe=") from exc
+        try:
+            rule = RULES[rule_id]
+        except KeyError:
+            raise LookupError(f"no published rule {rule_id!r}") from None
+        text = rule["description"] if isinstance(rule, dict) else getattr(rule, "description")
+    if not isinstance(text, str) or not text.strip():
+        raise LookupError(f"rule {rule_id!r} has no published description")
+    return text
+
+
+# -- notifications ------------------------------------------------------------------------
+def notification_id_for(case_id: str, payer_id: str) -> str:
+    return _digest("ntf-", case_id, payer_id)
+
+
+def _amount_forms(amount_ore: int) -> set[str]:
+    sek, ore = divmod(int(amount_ore), 100)
+    return {str(amount_ore), f"{sek}.{ore:02d}", f"{sek},{ore:02d}", f"{sek:,}".replace(",", " ") + f",{ore:02d}"}
+
+
+def other_payer_tokens(case: dict, payer_id: str) -> set[str]:
+    """Strings that would reveal another payer's data to ``payer_id``: the other payers'
+    ids, their payment ids, and their amounts (öre, and SEK written 1234.50 / 1234,50 /
+    1 234,50) unless the recipient has a payment of the same amount."""
+    own = [r for r in case["payments"] if r["payer_id"] == payer_id]
+    others = [r for r in case["payments"] if r["payer_id"] != payer_id]
+    own_amounts = {r["amount_ore"] for r in own}
+    tokens = {p for p in case["payer_ids"] if p != payer_id} | {r["payer_id"] for r in others}
+    own_payment_ids = {r["payment_id"] for r in own}
+    tokens |= {r["payment_id"] for r in others if r["payment_id"] not in own_payment_ids}
+    for r in others:
+        if r["amount_ore"] not in own_amounts:
+            tokens |= _amount_forms(r["amount_ore"])
+    return tokens
+
+
+def notification_findings(case: dict, payer_id: str) -> dict[str, str]:
+    """What the notification to ``payer_id`` may say about the finding.
+
+    When every payment of the case is the recipient's own, the evidence of every hit is the
+    recipient's own data (plus registers and the rule): it is passed on as the rules
+    published it. When other payers are involved, only ``SAFE_EVIDENCE_KEYS[rule_id]`` pass,
+    and a fixed statement (``OTHER_PAYERS_STATEMENT``) says that others are involved
+    without naming them. In both cases any value containing another payer's id, payment id
+    or amount is withheld (fail closed)."""
+    others = any(r["payer_id"] != payer_id for r in case["payments"]) or any(p != payer_id for p in case["payer_ids"])
+    allowed = None if not others else SAFE_EVIDENCE_KEYS.get(case["rule_id"], frozenset())
+    forbidden = other_payer_tokens(case, payer_id)
+    findings: dict[str, str] = {}
+    for item in case["evidence"]:  # later hits win for a repeated key
+        for name, value in item["values"].items():
+            if allowed is not None and name not in allowed:
+                continue
+            if any(token in value or token in name for token in forbidden):
+                continue
+            findings[name] = value
+    if others:
+        findings["other_payers"] = OTHER_PAYERS_STATEMENT.get(case["rule_id"], OTHER_PAYERS_GENERIC)
+    return findings
+
+
+def notifications_for(case: dict, description: str, decided_at: dt.datetime) -> list[dict]:
+    """One Notification per payer involved in the case (sorted by payer id), each with only
+    that payer's own payments."""
+    payers = sorted(set(case["payer_ids"]) | {r["payer_id"] for r in case["payments"]})
+    latest_version = case["evidence"][-1]["rule_version"] if case["evidence"] else ""
+    notes = []
+    for payer_id in payers:
+        own = [copy.deepcopy(r) for r in case["payments"] if r["payer_id"] == payer_id]
+        notes.append({
+            "notification_id": notification_id_for(case["case_id"], payer_id),
+            "payer_id": payer_id,
+            "case_id": case["case_id"],
+            "rule_id": case["rule_id"],
+            "rule_version": latest_version,
+            "rule_description": description,
+            "window": case["window"],
+            "subject_kind": case["subject_kind"],
+            "subject": case["subject"],
+            "payments": own,
+            "other_payers_involved": any(p != payer_id for p in payers),
+            "findings": notification_findings(case, payer_id),
+            "notice": NOTICE,
+            "decided_at": _utc(decided_at),
+        })
+    return notes
+
+
+def notification_topic(payer_id: str, settings=None) -> str:
+    """``<prefix>.notifications.<payer_id>``: the payer's own notification topic."""
+    from .settings import Settings
+    from .topics import Catalogue
+
+    return Catalogue(settings or Settings.from_env()).payer_notifications(payer_id).name
+
+
+# -- decisions ----------------------------------------------------------------------------
+def audit_id_for(*parts: str) -> str:
+    return _digest("audit-", *parts)
+
+
+def decide(case: dict, outcome: str, analyst: str, reason: str, now: dt.datetime,
+           describe: Callable[[str], str] | None = None) -> DecisionResult:
+    """An analyst's outcome for an OPEN case.
+
+    400 when ``outcome`` is not CLOSED_NO_ACTION, NOTIFY_PAYER or IN_DEPTH_REVIEW, when
+    ``reason`` is empty, or when ``analyst`` is empty; 409 when the case is already decided
+    (a decision is final: a re-decision, even with the same outcome, is refused). The
+    request is checked before the case's state. ``case`` is never modified.
+
+    Returns the decided case, for NOTIFY_PAYER one notification per payer involved (the
+    rule's description from ``describe`` or ``streams.rules.RULES``), and one CASE_DECIDED
+    audit record. Nothing is reclaimed or stopped."""
+    if outcome not in OUTCOMES:
+        raise ReviewError(400, f"outcome must be one of {', '.join(OUTCOMES)}; got {str(outcome)[:40]!r}")
+    reason = _required_text(reason, "a reason for the decision")
+    analyst = _required_text(analyst, "the deciding analyst")
+    if case["status"] != OPEN:
+        decided = case["decided_at"].isoformat() if case.get("decided_at") else "earlier"
+        raise ReviewError(409, f"case {case['case_id']} is already decided ({case['status']}, {decided}); "
+                               "a decision is final")
+    now = _utc(now)
+    decided = copy.deepcopy(case)
+    decided.update(status=outcome, decided_at=now, decided_by=analyst, decision_reason=reason,
+                   hits_at_decision=len(case["hits"]), updated_at=now)
+    notifications: list[dict] = []
+    if outcome == NOTIFY_PAYER:
+        notifications = notifications_for(decided, rule_description(case["rule_id"], describe), now)
+    audit = {
+        "audit_id": audit_id_for(CASE_DECIDED, case["case_id"]),
+        "action": CASE_DECIDED,
+        "analyst": analyst,
+        "at": now,
+        "person_id": case["subject"] if case["subject_kind"] == "PAYEE" else None,
+        "case_id": case["case_id"],
+        "reason": reason,
+        "items_exported": 0,
+        "outcome": outcome,
+        "notified_payer_ids": [n["payer_id"] for n in notifications],
+        "export_id": None,
+    }
+    return DecisionResult(decided, notifications, [audit])
+
+
+# -- in-depth review export ---------------------------------------------------------------
+def _register_record(item) -> dict | None:
+    if item is None or isinstance(item, dict):
+        return copy.deepcopy(item)
+    if hasattr(item, "to_record"):
+        return item.to_record()
+    if hasattr(item, "as_dict"):
+        return item.as_dict()
+    raise TypeError(f"not a person record: {type(item).__name__}")
+
+
+def is_address_like(circumstance_name: str) -> bool:
+    words = {w for w in re.split(r"[^a-z]+", circumstance_name.casefold()) if w}
+    return bool(words & ADDRESS_LIKE_WORDS)
+
+
+def _protect(enriched: dict) -> dict:
+    enriched["municipality_code"] = None
+    verification = enriched.get("verification") or {}
+    if verification.get("matched_as") == "PAYEE":
+        verification["holder_name"] = None
+    decision = enriched["payment"].get("decision")
+    if decision:
+        decision["circumstances"] = [c for c in decision.get("circumstances", []) if not is_address_like(c["name"])]
+    return enriched
+
+
+def export_person(person_id: str, ledger_entries: Iterable[dict], enriched_payments: Iterable[dict],
+                  case_id: str, analyst: str, reason: str, now: dt.datetime, *,
+                  person: dict | None = None, case: dict | None = None) -> tuple[dict, dict]:
+    """(ReviewExport, AuditRecord) of an in-depth review of ``person_id``.
+
+    ``ledger_entries`` (LedgerEntry) and ``enriched_payments`` (EnrichedPayment, from the
+    enriched topic, i.e. with decision data) may hold other people's records: only those
+    with the person as payee are exported, ledger entries each ``entry_id`` once by
+    sequence, payments each ``event_id`` once by event time. ``person`` is the population
+    register record, included when given. ``case``, when given, must be the case
+    ``case_id`` with outcome IN_DEPTH_REVIEW (409 otherwise).
+
+    Exclusions (always, whatever PATIENT_SECRECY_IN_ANALYSIS says): every circumstance
+    flagged patient_secrecy, and every circumstance of a decision flagged patient_secrecy
+    (``strip_patient_secrecy(..., allowed=False)``). When the person has protected identity
+    (the register record or any enriched payment says so): no address, no municipality, no
+    address-like circumstance, no holder name on the person's own account.
+
+    400 when ``case_id``, ``reason`` or ``analyst`` is empty or ``person_id`` is not a valid
+    identity number. The inputs are never modified."""
+    case_id = _required_text(case_id, "a case id")
+    reason = _required_text(reason, "a reason for the in-depth review")
+    analyst = _required_text(analyst, "the reviewing analyst")
+    if not isinstance(person_id, str) or not is_valid(person_id):
+        raise ReviewError(400, f"person {mask(person_id) if isinstance(person_id, str) else '-'} "
+                               "is not a valid identity number")
+    if case is not None:
+        if case["case_id"] != case_id:
+            raise ReviewError(409, f"case {case['case_id']} is not case {case_id}")
+        if case["status"] != IN_DEPTH_REVIEW:
+            raise ReviewError(409, f"case {case_id} has status {case['status']}; an export needs the outcome "
+                                   f"{IN_DEPTH_REVIEW}")
+    now = _utc(now)
+
+    ledger: dict[str, dict] = {}
+    for entry in ledger_entries:
+        if entry["payee_id"] == person_id:
+            ledger.setdefault(entry["entry_id"], copy.deepcopy(entry))
+    ledger_list = sorted(ledger.values(), key=lambda e: (e["sequence"], e["entry_id"]))
+
+    payments: dict[str, dict] = {}
+    for enriched in enriched_payments:
+        if enriched["payment"]["payee_id"] == person_id:
+            payments.setdefault(enriched["payment"]["event_id"], strip_patient_secrecy(enriched, allowed=False))
+    payment_list = sorted(payments.values(), key=lambda e: (_utc(e["payment"]["event_time"]), e["payment"]["event_id"]))
+
+    person_rec = _register_record(person)
+    protected = bool(person_rec and person_rec.get("protected_identity")) or any(
+        p.get("protected_identity") for p in payment_list)
+    if protected:
+        payment_list = [_protect(p) for p in payment_list]
+        for p in payment_list:
+            p["protected_identity"] = True
+        if person_rec is not None:
+            person_rec["address"] = None
+            person_rec["municipality_code"] = None
+
+    decisions: dict[tuple[str, str], dict] = {}
+    for p in payment_list:  # event-time order: the latest version of a decision wins
+        event = p["payment"]
+        if not event.get("decision"):
+            continue
+        key = (event["payer_id"], event["decision"]["decision_id"])
+        ids = set(decisions[key]["payment_ids"]) if key in decisions else set()
+        decisions[key] = {"payer_id": event["payer_id"], "payment_ids": sorted(ids | {event["payment_id"]}),
+                          "decision": copy.deepcopy(event["decision"])}
+    decision_list = [decisions[k] for k in sorted(decisions)]
+
+    export_id = _digest("exp-", case_id, person_id, analyst, now.isoformat())
+    export = {
+        "export_id": export_id,
+        "case_id": case_id,
+        "person_id": person_id,
+        "analyst": analyst,
+        "reason": reason,
+        "exported_at": now,
+        "protected_identity": protected,
+        "person": person_rec,
+        "ledger_entries": ledger_list,
+        "payments": payment_list,
+        "decisions": decision_list,
+        "exclusions": EXCLUSIONS,
+    }
+    audit = {
+        "audit_id": audit_id_for(IN_DEPTH_REVIEW_EXPORT, export_id),
+        "action": IN_DEPTH_REVIEW_EXPORT,
+        "analyst": analyst,
+        "at": now,
+        "person_id": person_id,
+        "case_id": case_id,
+        "reason": reason,
+        "items_exported": len(ledger_list) + len(payment_list) + (1 if person_rec is not None else 0),
+        "outcome": None,
+        "notified_payer_ids": [],
+        "export_id": export_id,
+    }
+    return export, audit
+
+
+def _json_default(value):
+    if isinstance(value, dt.datetime):
+        return _utc(value).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def export_json(export: dict) -> str:
+    """The export as the JSON an endpoint answers with: dates YYYY-MM-DD, times ISO 8601 UTC
+    with Z, keys as in the ReviewExport schema."""
+    return json.dumps(export, default=_json_default, ensure_ascii=False, sort_keys=True)
+
+
+__all__ = [
+    "ReviewError", "DecisionResult", "CASE_STATUSES", "OUTCOMES", "case_key", "case_id_for", "case_subject",
+    "open_or_update_case", "decide", "rule_description", "notifications_for", "notification_findings",
+    "notification_topic", "other_payer_tokens", "export_person", "export_json", "is_address_like",
+]
