@@ -137,8 +137,7 @@ def run_demo(args) -> int:
         settings = settings.with_overrides(
             bootstrap_servers=bootstrap, payers_file=str(payers_file), data_dir=str(workdir / "data"),
             jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
-            session_timeout=min(settings.session_timeout, 4.0),
-            single_record_batches=settings.single_record_batches or broker is not None)
+            session_timeout=min(settings.session_timeout, 4.0))
         catalogue = Catalogue(settings)
         created = ensure_topics(bootstrap, catalogue.all(p.payer_id for p in sim.payers), settings)
         print(f"{len(sim.payers)} payers, {args.payees} payees; {created} topics created")

@@ -22,6 +22,8 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import HeadersArg
 
+from .observe import true_end_offsets
+
 
 def _resolve(fut: asyncio.Future, err, msg) -> None:
     if fut.done():
@@ -100,7 +102,30 @@ class Producer(aiokafka_driver.Producer):
             await asyncio.get_running_loop().run_in_executor(None, self._rd.flush, 60)
 
 
+class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, with end offsets the embedded broker gets right.
+
+    Faust's table recovery reads a changelog up to ``highwaters()``; Tansu reports the last
+    batch's base offset + 1 there, which would end recovery early and lose state. The
+    reported ends are corrected by ``observe.true_end_offsets`` (a no-op on Apache Kafka).
+    """
+
+    async def _highwaters(self, partitions):
+        reported = await super()._highwaters(partitions)
+        bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer)
+        loop = asyncio.get_running_loop()
+        corrected = await loop.run_in_executor(
+            None, true_end_offsets, bootstrap, {(tp.topic, tp.partition): high for tp, high in reported.items()})
+        return {tp: corrected[(tp.topic, tp.partition)] for tp in reported}
+
+
+class Consumer(aiokafka_driver.Consumer):
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
 class Transport(aiokafka_driver.Transport):
+    Consumer = Consumer
     Producer = Producer
 
 

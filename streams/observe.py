@@ -10,19 +10,57 @@ from confluent_kafka.admin import AdminClient
 from .codec import default_codec
 
 
+def true_end_offsets(bootstrap: str, reported: dict[tuple[str, int], int], quiet: float = 0.3,
+                     timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """Correct reported high watermarks by reading from the last batch's base offset.
+
+    The embedded Tansu broker reports the high watermark as the base offset of the last
+    record batch + 1, so with batched writes it can be short by up to a batch. A fetch
+    from ``reported - 1`` returns that whole last batch (and anything written since): one
+    past the highest offset seen is the true end. On Apache Kafka it changes nothing.
+    """
+    result = dict(reported)
+    probe = {tp: high for tp, high in reported.items() if high > 0}
+    if not probe:
+        return result
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tkonto-end-probe",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(t, p, high - 1) for (t, p), high in probe.items()])
+        deadline = time.monotonic() + timeout
+        last_seen = time.monotonic()
+        while time.monotonic() - last_seen < quiet and time.monotonic() < deadline:
+            for msg in consumer.consume(10000, quiet / 3):
+                if msg.error():
+                    continue
+                tp = (msg.topic(), msg.partition())
+                result[tp] = max(result[tp], msg.offset() + 1)
+                last_seen = time.monotonic()
+        return result
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """True end offset of every partition of ``topic`` (see ``true_end_offsets``)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tkonto-observer", "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return {}
+        reported = {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                    for p in meta.partitions}
+    finally:
+        consumer.close()
+    return {p: end for (_, p), end in true_end_offsets(bootstrap, reported, timeout=timeout).items()}
+
+
 def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list:
     """Every message currently in ``topic`` (all partitions, from the start), as confluent Messages."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tkonto-observer",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return []
-        ends = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
+        ends = {p: high for p, high in end_offsets(bootstrap, topic, timeout).items() if high > 0}
         if not ends:
             return []
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
@@ -55,14 +93,11 @@ def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
             if meta is not None and meta.error is None:
                 tps += [TopicPartition(topic, p) for p in meta.partitions]
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}
-        lag = 0
-        for tp in tps:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            done = committed.get((tp.topic, tp.partition), -1)
-            lag += high - (done if done >= 0 else low)
-        return lag
+        reported = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
     finally:
         consumer.close()
+    ends = true_end_offsets(bootstrap, reported)
+    return sum(max(0, end - max(committed.get(tp, -1), 0)) for tp, end in ends.items())
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.25,

@@ -91,7 +91,7 @@ def pipeline_factory(broker, tmp_path):
         write_payers(payers_file, payers)
         settings = Settings.from_env().with_overrides(
             bootstrap_servers=broker.bootstrap, topic_prefix=f"t{n}", app_id=f"tkonto-t{n}",
-            payers_file=str(payers_file), session_timeout=2.0, single_record_batches=True,
+            payers_file=str(payers_file), session_timeout=2.0,
             jwt_secret="test-secret-not-for-production-0123456789", **overrides)
         pipeline = Pipeline(broker, settings, payers, tmp_path)
         ensure_topics(broker.bootstrap, pipeline.catalogue.all(p.payer_id for p in payers), settings)
