@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass, field
@@ -48,10 +49,11 @@ OUTCOMES = (CLOSED_NO_ACTION, NOTIFY_PAYER, IN_DEPTH_REVIEW)
 CASE_DECIDED = "CASE_DECIDED"
 IN_DEPTH_REVIEW_EXPORT = "IN_DEPTH_REVIEW_EXPORT"
 
-# Severity order for a case's "highest severity"; an unknown symbol ranks lowest.
-SEVERITY_RANK = {"INFO": 0, "LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+# Severity order (SelectionHit's Severity enum) for a case's "highest severity"; unknown ranks lowest.
+SEVERITY_RANK = {"LOW": 1, "MEDIUM": 2, "HIGH": 3}
 
-PAYMENT_REF_FIELDS = ("payer_id", "payment_id", "event_type", "amount_ore", "category", "payout_date")
+PAYMENT_REF_FIELDS = ("payer_id", "payment_id", "payee_id", "event_type", "amount_ore", "category", "period_start",
+                      "period_end", "payout_date")
 
 NOTICE = ("Information under the Payments Agency's notification duty, about your own payments only. "
           "The agency has not reclaimed, stopped or changed any payment; whether and how to act is "
@@ -77,21 +79,30 @@ OTHER_PAYERS_STATEMENT = {
 OTHER_PAYERS_GENERIC = ("Payments by one or more other connected payers are part of this finding. They are "
                         "not named and their payments are not shown.")
 
-# Evidence keys that may reach a payer even when other payers are involved: each is a fact
-# about the subject from a register (population, bank account register), about the rule
-# (its threshold, as published), or about the recipient's own payment, never derived from
-# another payer's payments. Everything else is withheld when other payers are involved.
+# Evidence keys (streams/rules.py RULES[...].evidence) that may reach a payer from a hit that
+# also involves other payers' payments: the rule's published thresholds, register facts about
+# the subject, and the rule's month; never a value computed from another payer's payment
+# (counts, other categories, overlap dates, other payout dates). Any other key of such a hit
+# is withheld (docs/review.md).
 SAFE_EVIDENCE_KEYS: dict[str, frozenset[str]] = {
-    "ACCOUNT_NOT_HELD": frozenset({"verification_result", "threshold_ore", "min_amount_ore"}),
-    "SHARED_ACCOUNT": frozenset({"threshold", "min_payees", "min_distinct_payees", "window_days"}),
+    "ACCOUNT_NOT_HELD": frozenset({"close_match_threshold_ore"}),
+    "SHARED_ACCOUNT": frozenset({"threshold_payees", "window_days"}),
     "PAID_AFTER_DEATH": frozenset({"deceased_date"}),
     "PAID_AFTER_EMIGRATION": frozenset({"emigration_date"}),
-    "MULTI_MUNICIPALITY_AID": frozenset({"month", "min_municipalities", "threshold"}),
-    "OVERLAPPING_BENEFITS": frozenset(),
+    "MULTI_MUNICIPALITY_AID": frozenset({"month", "threshold_payers"}),
+    "OVERLAPPING_BENEFITS": frozenset({"threshold_days"}),
     "DUPLICATE_PAYMENT": frozenset(),
-    "ACCOUNT_CHANGE_BEFORE_PAYOUT": frozenset({"account_opened", "days_threshold", "threshold_days",
-                                               "min_amount_ore", "threshold_ore"}),
+    "ACCOUNT_CHANGE_BEFORE_PAYOUT": frozenset({"threshold_days", "threshold_ore"}),
 }
+# Evidence keys never sent to a payer, even from a hit on the payer's own payments only:
+# ACCOUNT_CHANGE_BEFORE_PAYOUT's previous account comes from the payee's previous payment,
+# which may be another payer's.
+NEVER_TO_PAYER: dict[str, frozenset[str]] = {
+    "ACCOUNT_CHANGE_BEFORE_PAYOUT": frozenset({"previous_account"}),
+}
+# Rules whose window is computed from several payers' payments (an overlap, a payout span):
+# a payer involved with others is told the span of its own payments instead.
+DERIVED_WINDOW_RULES = frozenset({"OVERLAPPING_BENEFITS", "SHARED_ACCOUNT"})
 
 # Circumstance names (split on non-letters) that are address-like: left out of an export
 # for a person with protected identity.
@@ -144,7 +155,7 @@ def _severity_rank(severity: str) -> int:
 
 
 def _payment_ref(payment: dict) -> dict:
-    return {name: payment[name] for name in PAYMENT_REF_FIELDS}
+    return {name: payment.get(name) if name == "payee_id" else payment[name] for name in PAYMENT_REF_FIELDS}
 
 
 def _ref_key(ref: dict) -> tuple:
@@ -168,43 +179,52 @@ def case_key(hit: dict) -> str:
     return f"{hit['rule_id']}|{subject}|{hit['window']}"
 
 
-def case_id_for(key: str) -> str:
-    """The deterministic, log-safe case id of a case key."""
+def case_id_for(key: str, secret: str | None = None) -> str:
+    """The deterministic, log-safe case id of a case key. With ``secret`` (a server-side
+    key), HMAC-SHA-256: a payer that knows the rule and subject cannot recover the window
+    from a notification's case id by trying candidate windows. Without, plain SHA-256."""
+    if secret:
+        return "case-" + hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()[:32]
     return _digest("case-", key)
+
+
+def _hit_payers(hit: dict) -> list[str]:
+    return sorted(set(hit.get("payer_ids") or []) | {p["payer_id"] for p in hit.get("payments") or []})
 
 
 def _evidence(hit: dict) -> dict:
     return {
         "hit_id": hit["hit_id"],
-        "rule_version": str(hit["rule_version"]),
+        "rule_version": int(hit["rule_version"]),
+        "payer_ids": _hit_payers(hit),
         "severity": str(hit["severity"]),
         "detected_at": _utc(hit["detected_at"]),
         "values": {str(k): str(v) for k, v in (hit.get("evidence") or {}).items()},
     }
 
 
-def open_or_update_case(case: dict | None, hit: dict, now: dt.datetime) -> dict:
+def open_or_update_case(case: dict | None, hit: dict, now: dt.datetime, *, id_secret: str | None = None) -> dict:
     """The case after ``hit``: a new OPEN case when ``case`` is None, else ``case`` with the
     hit added (its id to ``hits``, its evidence, its payments and payers to the unions).
 
     Idempotent: a hit already in the case returns the case unchanged (an equal copy). The
     input is never modified. A hit arriving after the decision is recorded the same way; the
     status and decision stay (``hits_at_decision`` tells which hits the decision covered).
-    Raises ValueError when the hit belongs to another case."""
+    Raises ValueError when the hit belongs to another case. ``id_secret``: see ``case_id_for``."""
     now = _utc(now)
     key = case_key(hit)
     subject, kind = case_subject(hit)
     if case is None:
         case = {
-            "case_id": case_id_for(key), "rule_id": hit["rule_id"], "subject": subject, "subject_kind": kind,
+            "case_id": case_id_for(key, id_secret), "rule_id": hit["rule_id"], "subject": subject, "subject_kind": kind,
             "window": str(hit["window"]), "status": OPEN, "severity": str(hit["severity"]),
             "hits": [], "evidence": [], "payments": [], "payer_ids": [],
             "opened_at": now, "updated_at": now,
             "decided_at": None, "decided_by": None, "decision_reason": None, "hits_at_decision": None,
         }
     else:
-        if case["case_id"] != case_id_for(key):
-            raise ValueError(f"hit {hit.get('hit_id')!r} belongs to case {case_id_for(key)}, not {case['case_id']}")
+        if (case["rule_id"], case["subject"], case["window"]) != (hit["rule_id"], subject, str(hit["window"])):
+            raise ValueError(f"hit {hit.get('hit_id')!r} belongs to another case than {case['case_id']}")
         case = copy.deepcopy(case)
         if hit["hit_id"] in case["hits"]:
             return case
@@ -217,8 +237,7 @@ def open_or_update_case(case: dict | None, hit: dict, now: dt.datetime) -> dict:
     for payment in hit.get("payments") or []:
         refs.setdefault(_ref_key(payment), _payment_ref(payment))
     case["payments"] = [refs[k] for k in sorted(refs)]
-    payers = set(case["payer_ids"]) | set(hit.get("payer_ids") or []) | {r["payer_id"] for r in case["payments"]}
-    case["payer_ids"] = sorted(payers)
+    case["payer_ids"] = sorted(set(case["payer_ids"]) | set(_hit_payers(hit)))
     return case
 
 
@@ -256,7 +275,8 @@ def _amount_forms(amount_ore: int) -> set[str]:
 
 def other_payer_tokens(case: dict, payer_id: str) -> set[str]:
     """Strings that would reveal another payer's data to ``payer_id``: the other payers'
-    ids, their payment ids, and their amounts (öre, and SEK written 1234.50 / 1234,50 /
+    ids, their payment ids, the payees of their payments (unless also the recipient's
+    payee), and their amounts (öre, and SEK written 1234.50 / 1234,50 /
     1 234,50) unless the recipient has a payment of the same amount."""
     own = [r for r in case["payments"] if r["payer_id"] == payer_id]
     others = [r for r in case["payments"] if r["payer_id"] != payer_id]
@@ -264,6 +284,8 @@ def other_payer_tokens(case: dict, payer_id: str) -> set[str]:
     tokens = {p for p in case["payer_ids"] if p != payer_id} | {r["payer_id"] for r in others}
     own_payment_ids = {r["payment_id"] for r in own}
     tokens |= {r["payment_id"] for r in others if r["payment_id"] not in own_payment_ids}
+    own_payees = {r.get("payee_id") for r in own}
+    tokens |= {r["payee_id"] for r in others if r.get("payee_id") and r["payee_id"] not in own_payees}
     for r in others:
         if r["amount_ore"] not in own_amounts:
             tokens |= _amount_forms(r["amount_ore"])
@@ -271,35 +293,63 @@ def other_payer_tokens(case: dict, payer_id: str) -> set[str]:
 
 
 def notification_findings(case: dict, payer_id: str) -> dict[str, str]:
-    """What the notification to ``payer_id`` may say about the finding.
+    """What the notification to ``payer_id`` may say about the finding, hit by hit:
 
-    When every payment of the case is the recipient's own, the evidence of every hit is the
-    recipient's own data (plus registers and the rule): it is passed on as the rules
-    published it. When other payers are involved, only ``SAFE_EVIDENCE_KEYS[rule_id]`` pass,
-    and a fixed statement (``OTHER_PAYERS_STATEMENT``) says that others are involved
-    without naming them. In both cases any value containing another payer's id, payment id
-    or amount is withheld (fail closed)."""
-    others = any(r["payer_id"] != payer_id for r in case["payments"]) or any(p != payer_id for p in case["payer_ids"])
-    allowed = None if not others else SAFE_EVIDENCE_KEYS.get(case["rule_id"], frozenset())
+    - a hit on the recipient's own payments only: its evidence as the rule published it
+      (derived from the recipient's payments, registers about the subject and the rule),
+      except the keys in ``NEVER_TO_PAYER``;
+    - a hit that also involves other payers' payments: only ``SAFE_EVIDENCE_KEYS[rule_id]``;
+    - a hit not involving the recipient's payments: nothing.
+
+    Values differing between hits are joined with "; " (in hit order). Then, always, any
+    finding whose name or value contains another payer's id, payment id, payee or amount is
+    withheld (fail closed). When other payers are involved a fixed statement
+    (``OTHER_PAYERS_STATEMENT``) says so without naming them."""
+    rule = case["rule_id"]
+    others = any(p != payer_id for p in case["payer_ids"]) or any(r["payer_id"] != payer_id for r in case["payments"])
     forbidden = other_payer_tokens(case, payer_id)
-    findings: dict[str, str] = {}
-    for item in case["evidence"]:  # later hits win for a repeated key
+    collected: dict[str, list[str]] = {}
+    for item in case["evidence"]:
+        payers = set(item.get("payer_ids") or [])
+        if payer_id not in payers:
+            continue
+        if payers == {payer_id}:
+            keys = set(item["values"]) - NEVER_TO_PAYER.get(rule, frozenset())
+        else:
+            keys = set(item["values"]) & SAFE_EVIDENCE_KEYS.get(rule, frozenset())
         for name, value in item["values"].items():
-            if allowed is not None and name not in allowed:
+            if name not in keys or any(token in value or token in name for token in forbidden):
                 continue
-            if any(token in value or token in name for token in forbidden):
-                continue
-            findings[name] = value
+            if value not in collected.setdefault(name, []):
+                collected[name].append(value)
+    findings = {name: "; ".join(values) for name, values in collected.items()}
     if others:
-        findings["other_payers"] = OTHER_PAYERS_STATEMENT.get(case["rule_id"], OTHER_PAYERS_GENERIC)
+        findings["other_payers"] = OTHER_PAYERS_STATEMENT.get(rule, OTHER_PAYERS_GENERIC)
     return findings
+
+
+def notification_window(case: dict, payer_id: str) -> str:
+    """The window a payer is told: the case's, except for a rule whose window is computed
+    from several payers' payments (``DERIVED_WINDOW_RULES``) when other payers are involved:
+    then the span of the recipient's own payments (payout dates for SHARED_ACCOUNT, periods
+    otherwise), written like the rules write windows (``YYYY-MM-DD..YYYY-MM-DD``)."""
+    own = [r for r in case["payments"] if r["payer_id"] == payer_id]
+    others = any(r["payer_id"] != payer_id for r in case["payments"]) or any(
+        p != payer_id for p in case["payer_ids"])
+    if case["rule_id"] not in DERIVED_WINDOW_RULES or not others or not own:
+        return case["window"]
+    if case["rule_id"] == "SHARED_ACCOUNT":
+        first, last = min(r["payout_date"] for r in own), max(r["payout_date"] for r in own)
+    else:
+        first, last = min(r["period_start"] for r in own), max(r["period_end"] for r in own)
+    return f"{first.isoformat()}..{last.isoformat()}"
 
 
 def notifications_for(case: dict, description: str, decided_at: dt.datetime) -> list[dict]:
     """One Notification per payer involved in the case (sorted by payer id), each with only
     that payer's own payments."""
     payers = sorted(set(case["payer_ids"]) | {r["payer_id"] for r in case["payments"]})
-    latest_version = case["evidence"][-1]["rule_version"] if case["evidence"] else ""
+    latest_version = case["evidence"][-1]["rule_version"] if case["evidence"] else 0
     notes = []
     for payer_id in payers:
         own = [copy.deepcopy(r) for r in case["payments"] if r["payer_id"] == payer_id]
@@ -310,7 +360,7 @@ def notifications_for(case: dict, description: str, decided_at: dt.datetime) -> 
             "rule_id": case["rule_id"],
             "rule_version": latest_version,
             "rule_description": description,
-            "window": case["window"],
+            "window": notification_window(case, payer_id),
             "subject_kind": case["subject_kind"],
             "subject": case["subject"],
             "payments": own,
@@ -523,5 +573,5 @@ def export_json(export: dict) -> str:
 __all__ = [
     "ReviewError", "DecisionResult", "CASE_STATUSES", "OUTCOMES", "case_key", "case_id_for", "case_subject",
     "open_or_update_case", "decide", "rule_description", "notifications_for", "notification_findings",
-    "notification_topic", "other_payer_tokens", "export_person", "export_json", "is_address_like",
+    "notification_topic", "notification_window", "other_payer_tokens", "export_person", "export_json", "is_address_like",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
+import hmac
 import json
 import sys
 import types
@@ -45,9 +46,11 @@ def codec() -> Codec:
 
 
 def ref(payer_id, payment_id, amount_ore, category="SOCIAL_ASSISTANCE", event_type="EXECUTED",
-        payout=dt.date(2026, 11, 25)) -> dict:
-    return {"payer_id": payer_id, "payment_id": payment_id, "event_type": event_type, "amount_ore": amount_ore,
-            "category": category, "payout_date": payout}
+        payout=dt.date(2026, 11, 25), payee_id=PAYEE, period=(dt.date(2026, 11, 1), dt.date(2026, 11, 30))) -> dict:
+    """A SelectionHit PaymentRef."""
+    return {"payer_id": payer_id, "payment_id": payment_id, "payee_id": payee_id, "event_type": event_type,
+            "amount_ore": amount_ore, "category": category, "period_start": period[0], "period_end": period[1],
+            "payout_date": payout}
 
 
 STHLM_PAY = ref(STHLM, "sth-2026-11-0007", 512_300)
@@ -55,14 +58,14 @@ GBG_PAY = ref(GBG, "gbg-77-1131", 498_700)
 
 
 def hit(hit_id="hit-1", rule_id="MULTI_MUNICIPALITY_AID", payee_id=PAYEE, bank_account=None, window="2026-11",
-        payments=(STHLM_PAY, GBG_PAY), evidence=None, severity="HIGH", rule_version="1", detected_at=T0) -> dict:
+        payments=(STHLM_PAY, GBG_PAY), evidence=None, severity="HIGH", rule_version=1, detected_at=T0) -> dict:
     payments = [dict(p) for p in payments]
     return {
         "hit_id": hit_id, "rule_id": rule_id, "rule_version": rule_version, "severity": severity,
         "payee_id": payee_id, "bank_account": bank_account, "window": window, "payments": payments,
         "payer_ids": sorted({p["payer_id"] for p in payments}),
-        "evidence": {"month": "2026-11", "municipalities": f"{STHLM},{GBG}", "count": "2",
-                     "amounts_ore": "512300,498700"} if evidence is None else evidence,
+        "evidence": {"month": "2026-11", "distinct_municipalities": "2", "threshold_payers": "2"}
+        if evidence is None else evidence,
         "detected_at": detected_at,
     }
 
@@ -111,8 +114,8 @@ def test_first_hit_opens_an_open_case():
         "case_id": case_id_for(f"MULTI_MUNICIPALITY_AID|{PAYEE}|2026-11"),
         "rule_id": "MULTI_MUNICIPALITY_AID", "subject": PAYEE, "subject_kind": "PAYEE", "window": "2026-11",
         "status": "OPEN", "severity": "HIGH", "hits": ["hit-1"],
-        "evidence": [{"hit_id": "hit-1", "rule_version": "1", "severity": "HIGH", "detected_at": T0,
-                      "values": h["evidence"]}],
+        "evidence": [{"hit_id": "hit-1", "rule_version": 1, "payer_ids": [STHLM, GBG], "severity": "HIGH",
+                      "detected_at": T0, "values": h["evidence"]}],
         "payments": [STHLM_PAY, GBG_PAY], "payer_ids": [STHLM, GBG],
         "opened_at": T1, "updated_at": T1,
         "decided_at": None, "decided_by": None, "decision_reason": None, "hits_at_decision": None,
@@ -136,7 +139,7 @@ def test_the_same_hit_twice_changes_nothing():
 def test_a_new_hit_for_the_same_key_joins_the_case():
     case = open_or_update_case(None, hit(severity="MEDIUM", payments=[GBG_PAY]), T1)
     later_sthlm = ref(STHLM, "sth-2026-11-0009", 101_100, event_type="PLANNED", payout=dt.date(2026, 11, 30))
-    h2 = hit("hit-2", payments=[GBG_PAY, STHLM_PAY, later_sthlm], severity="HIGH", rule_version="2",
+    h2 = hit("hit-2", payments=[GBG_PAY, STHLM_PAY, later_sthlm], severity="HIGH", rule_version=2,
              detected_at=T1, evidence={"month": "2026-11", "count": "2"})
     case2 = open_or_update_case(case, h2, T2)
     assert case2["hits"] == ["hit-1", "hit-2"]
@@ -144,8 +147,8 @@ def test_a_new_hit_for_the_same_key_joins_the_case():
     assert case2["payer_ids"] == [STHLM, GBG]
     assert case2["severity"] == "HIGH"
     assert [e["hit_id"] for e in case2["evidence"]] == ["hit-1", "hit-2"]
-    assert case2["evidence"][1] == {"hit_id": "hit-2", "rule_version": "2", "severity": "HIGH", "detected_at": T1,
-                                    "values": {"month": "2026-11", "count": "2"}}
+    assert case2["evidence"][1] == {"hit_id": "hit-2", "rule_version": 2, "payer_ids": [STHLM, GBG], "severity": "HIGH",
+                                    "detected_at": T1, "values": {"month": "2026-11", "count": "2"}}
     assert (case2["opened_at"], case2["updated_at"], case2["status"]) == (T1, T2, "OPEN")
     # a lower severity never lowers the case's
     case3 = open_or_update_case(case2, hit("hit-3", severity="LOW"), T2)
@@ -239,10 +242,10 @@ def test_notify_payer_sends_each_payer_only_its_own_payments():
         expected.append({
             "notification_id": "ntf-" + hashlib.sha256(f"{case['case_id']}|{payer_id}".encode()).hexdigest()[:32],
             "payer_id": payer_id, "case_id": case["case_id"], "rule_id": "MULTI_MUNICIPALITY_AID",
-            "rule_version": "1", "rule_description": DESCRIPTIONS["MULTI_MUNICIPALITY_AID"], "window": "2026-11",
+            "rule_version": 1, "rule_description": DESCRIPTIONS["MULTI_MUNICIPALITY_AID"], "window": "2026-11",
             "subject_kind": "PAYEE", "subject": PAYEE, "payments": [own], "other_payers_involved": True,
-            # 'month' is allowed; the municipalities, their count and amounts are withheld
-            "findings": {"month": "2026-11", "other_payers": statement},
+            # the month and the published threshold are said; the count of municipalities is not
+            "findings": {"month": "2026-11", "threshold_payers": "2", "other_payers": statement},
             "notice": NOTICE, "decided_at": T2,
         })
     assert notes == expected
@@ -252,12 +255,17 @@ def test_no_notification_bytes_carry_another_payers_data(codec):
     fk_pay = ref(FK, "FK-SJP-8812345", 1_234_567, category="SICKNESS_BENEFIT")
     extra_sthlm = ref(STHLM, "sth-2026-11-0011", 77_700, event_type="PLANNED")
     hits = [
-        hit("hit-1", evidence={"month": "2026-11", "municipalities": f"{STHLM},{GBG}",
-                               "amounts_ore": "512300,498700", "total_sek": "10110.00"}),
+        hit("hit-1", evidence={"month": "2026-11", "distinct_municipalities": "2", "threshold_payers": "2",
+                               "municipalities": f"{STHLM},{GBG}", "amounts_ore": "512300,498700",
+                               "total_sek": "10110.00"}),
         # a later hit whose evidence names the other payers' data in every way a rule might
         hit("hit-2", payments=[STHLM_PAY, GBG_PAY, fk_pay, extra_sthlm], detected_at=T1,
             evidence={"month": "2026-11", "other_payment": "gbg-77-1131", "gbg_amount": "4987,00",
-                      "fk": f"paid by {FK}", "sickness_ore": "1234567", f"payer_{GBG}": "yes"}),
+                      "fk": f"paid by {FK}", "sickness_ore": "1234567", f"payer_{GBG}": "yes",
+                      "threshold_payers": f"2 ({GBG},{FK})"}),  # a safe key is withheld when it names another
+        # a hit on Stockholm's payments only, whose evidence still mentions another payer's payment
+        hit("hit-3", payments=[extra_sthlm], detected_at=T1,
+            evidence={"month": "2026-11", "compared_with": "gbg-77-1131", "own_amount_ore": "77700"}),
     ]
     case = None
     for h in hits:
@@ -273,42 +281,56 @@ def test_no_notification_bytes_carry_another_payers_data(codec):
         assert_no_leak(data, others, set(case["payer_ids"]) - {note["payer_id"]})
         for r in own:  # the recipient's own data is there
             assert r["payment_id"].encode() in data and zigzag(r["amount_ore"]) in data
-        assert note["findings"] == {"month": "2026-11", "other_payers": OTHER_PAYERS_STATEMENT["MULTI_MUNICIPALITY_AID"]}
+    statement = OTHER_PAYERS_STATEMENT["MULTI_MUNICIPALITY_AID"]
+    assert [n["findings"] for n in notes] == [
+        {"month": "2026-11", "other_payers": statement},  # FK: only hit-2 involves it
+        {"month": "2026-11", "threshold_payers": "2", "own_amount_ore": "77700", "other_payers": statement},
+        {"month": "2026-11", "threshold_payers": "2", "other_payers": statement},
+    ]
 
 
 def test_shared_account_notification_withholds_other_payees_and_counts(codec):
     a, b, c = (make_person(dt.date(1990, 1, d), 100 + d) for d in (3, 4, 5))
-    payments = [ref(STHLM, "sth-1", 400_000), ref(STHLM, "sth-2", 410_000), ref(FK, "fk-1", 930_000, "PENSION"),
-                ref(GBG, "gbg-1", 250_000)]
-    h = hit(rule_id="SHARED_ACCOUNT", payee_id=None, bank_account=ACCOUNT, window="2026-10-27/2026-11-25",
-            payments=payments, evidence={"distinct_payees": "4", "payees": f"{PAYEE},{a},{b},{c}",
-                                         "threshold": "4", "total_ore": "1990000"})
+    payments = [ref(STHLM, "sth-1", 400_000, payee_id=PAYEE, payout=dt.date(2026, 11, 3)),
+                ref(STHLM, "sth-2", 410_000, payee_id=a, payout=dt.date(2026, 11, 10)),
+                ref(FK, "fk-1", 930_000, "PENSION", payee_id=b, payout=dt.date(2026, 10, 27)),
+                ref(GBG, "gbg-1", 250_000, payee_id=c, payout=dt.date(2026, 11, 25))]
+    h = hit(rule_id="SHARED_ACCOUNT", payee_id=None, bank_account=ACCOUNT, window="2026-10-27..2026-11-25",
+            payments=payments, evidence={"distinct_payees": "4", "threshold_payees": "4", "window_days": "30",
+                                         "first_payout": "2026-10-27", "last_payout": "2026-11-25",
+                                         "representative_payments_excluded": "1"})
     case = open_or_update_case(None, h, T1)
     notes = decide(case, "NOTIFY_PAYER", "analyst-7", "one account, many payees", T2, describe).notifications
     assert [n["payer_id"] for n in notes] == [FK, STHLM, GBG]
     sthlm = notes[1]
     assert sthlm["subject"] == ACCOUNT and sthlm["subject_kind"] == "BANK_ACCOUNT"
     assert sthlm["payments"] == payments[:2]
-    assert sthlm["findings"] == {"threshold": "4", "other_payers": OTHER_PAYERS_STATEMENT["SHARED_ACCOUNT"]}
+    assert sthlm["findings"] == {"threshold_payees": "4", "window_days": "30",
+                                 "other_payers": OTHER_PAYERS_STATEMENT["SHARED_ACCOUNT"]}
+    # the case window spans other payers' payout dates: each payer is told its own span
+    assert [n["window"] for n in notes] == ["2026-10-27..2026-10-27", "2026-11-03..2026-11-10",
+                                            "2026-11-25..2026-11-25"]
     for note in notes:
         data = codec.encode("Notification", note)
-        assert_no_leak(data, [r for r in payments if r["payer_id"] != note["payer_id"]],
-                       {STHLM, GBG, FK} - {note["payer_id"]})
-        for person in (PAYEE, a, b, c):
-            assert person.encode() not in data
-        assert b"1990000" not in data
+        assert codec.decode(data, expect="Notification") == note
+        others = [r for r in payments if r["payer_id"] != note["payer_id"]]
+        assert_no_leak(data, others, {STHLM, GBG, FK} - {note["payer_id"]})
+        for r in others:  # other payers' payees and payout dates
+            assert r["payee_id"].encode() not in data
+            assert r["payout_date"].isoformat().encode() not in data
 
 
 def test_single_payer_case_passes_its_own_evidence_on():
     p1, p2 = ref(STHLM, "sth-1", 512_300), ref(STHLM, "sth-2", 512_300)
-    h = hit(rule_id="DUPLICATE_PAYMENT", payments=[p1, p2],
-            evidence={"payment_ids": "sth-1,sth-2", "amount_ore": "512300", "period": "2026-11-01/2026-11-30"})
+    h = hit(rule_id="DUPLICATE_PAYMENT", payments=[p1, p2], window="2026-11-01..2026-11-30",
+            evidence={"amount_ore": "512300", "period_start": "2026-11-01", "period_end": "2026-11-30",
+                      "original_payment_id": "sth-1", "duplicate_payment_id": "sth-2"})
     note, = decide(open_or_update_case(None, h, T1), "NOTIFY_PAYER", "analyst-7", "duplicate", T2,
                    describe).notifications
     assert note["payments"] == [p1, p2]
     assert note["other_payers_involved"] is False
-    assert note["findings"] == {"payment_ids": "sth-1,sth-2", "amount_ore": "512300",
-                                "period": "2026-11-01/2026-11-30"}
+    assert note["findings"] == h["evidence"]
+    assert note["window"] == "2026-11-01..2026-11-30"
 
 
 def test_unknown_rule_with_other_payers_gets_the_generic_statement_and_no_evidence():
@@ -535,3 +557,73 @@ def test_export_needs_the_case_in_in_depth_review():
     with pytest.raises(ReviewError) as err:
         export_person(PAYEE, ledger, payments, "case-other", "analyst-7", "why", T2, case=decided)
     assert err.value.status == 409
+
+
+# -- against the rules' published contract ------------------------------------------------
+def test_a_selection_hit_from_the_wire_opens_a_case_and_notifies_with_the_published_description(codec):
+    from streams.rules import RULES
+
+    wire = codec.encode("SelectionHit", hit())
+    decoded = codec.decode(wire, expect="SelectionHit")
+    case = open_or_update_case(None, decoded, T1)
+    assert case["payments"] == [STHLM_PAY, GBG_PAY]
+    assert open_or_update_case(case, codec.decode(wire, expect="SelectionHit"), T2) == case
+    notes = decide(case, "NOTIFY_PAYER", "analyst-7", "two municipalities, same month", T2).notifications
+    assert {n["rule_description"] for n in notes} == {RULES["MULTI_MUNICIPALITY_AID"].description}
+    for note in notes:
+        assert codec.decode(codec.encode("Notification", note), expect="Notification") == note
+
+
+def test_safe_evidence_keys_are_published_evidence_keys():
+    from streams.rules import RULES
+
+    assert set(review.SAFE_EVIDENCE_KEYS) == set(RULES)
+    for rule_id, keys in review.SAFE_EVIDENCE_KEYS.items():
+        assert keys <= set(RULES[rule_id].evidence), rule_id
+    for rule_id, keys in review.NEVER_TO_PAYER.items():
+        assert keys <= set(RULES[rule_id].evidence), rule_id
+
+
+def test_overlapping_benefits_tells_each_payer_its_own_period_only(codec):
+    sick = ref(FK, "FK-SJP-1", 1_234_500, "SICKNESS_BENEFIT", period=(dt.date(2026, 11, 10), dt.date(2026, 12, 9)))
+    unemployed = ref("2021004714", "AK-22-9", 987_600, "UNEMPLOYMENT_BENEFIT",
+                     period=(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
+    h = hit(rule_id="OVERLAPPING_BENEFITS", window="2026-11-10..2026-11-30", payments=[sick, unemployed],
+            evidence={"categories": "SICKNESS_BENEFIT+UNEMPLOYMENT_BENEFIT", "overlap_start": "2026-11-10",
+                      "overlap_end": "2026-11-30", "overlap_days": "21", "threshold_days": "1"})
+    notes = decide(open_or_update_case(None, h, T1), "NOTIFY_PAYER", "analyst-7", "overlap", T2,
+                   lambda r: "incompatible benefits").notifications
+    by_payer = {n["payer_id"]: n for n in notes}
+    assert by_payer[FK]["window"] == "2026-11-10..2026-12-09"
+    assert by_payer["2021004714"]["window"] == "2026-11-01..2026-11-30"
+    for note, other in ((by_payer[FK], unemployed), (by_payer["2021004714"], sick)):
+        assert note["findings"] == {"threshold_days": "1",
+                                    "other_payers": OTHER_PAYERS_STATEMENT["OVERLAPPING_BENEFITS"]}
+        data = codec.encode("Notification", note)
+        assert_no_leak(data, [other], {other["payer_id"]})
+        # not the other's category or period, nor the overlap (the case window) or its evidence
+        for text in (other["category"], other["period_start"].isoformat(), other["period_end"].isoformat(),
+                     "2026-11-10..2026-11-30", "overlap_"):
+            assert text.encode() not in data
+
+
+def test_account_change_never_tells_the_previous_account():
+    own = ref(STHLM, "sth-5", 2_500_000)
+    h = hit(rule_id="ACCOUNT_CHANGE_BEFORE_PAYOUT", bank_account=ACCOUNT, payments=[own],
+            evidence={"previous_account": "6000-123456789", "account_opened": "2026-11-20",
+                      "payout_date": "2026-11-25", "days_before_payout": "5", "amount_ore": "2500000",
+                      "threshold_days": "14", "threshold_ore": "1000000"})
+    note, = decide(open_or_update_case(None, h, T1), "NOTIFY_PAYER", "analyst-7", "new account", T2,
+                   lambda r: "account change").notifications
+    assert note["findings"] == {k: v for k, v in h["evidence"].items() if k != "previous_account"}
+    assert "6000-123456789" not in json.dumps(note, default=str)
+
+
+def test_keyed_case_ids():
+    key = case_key(hit())
+    assert case_id_for(key, "s3cret") == "case-" + hmac.new(b"s3cret", key.encode(), hashlib.sha256).hexdigest()[:32]
+    assert case_id_for(key, "s3cret") != case_id_for(key) != case_id_for(key, "other")
+    case = open_or_update_case(None, hit(), T1, id_secret="s3cret")
+    assert case["case_id"] == case_id_for(key, "s3cret")
+    # a later hit joins by rule, subject and window, whatever secret made the id
+    assert open_or_update_case(case, hit("hit-2"), T2)["hits"] == ["hit-1", "hit-2"]
