@@ -103,12 +103,43 @@ class Settings:
     )
     single_record_batches: bool = env_field(
         "TKONTO_SINGLE_RECORD_BATCHES",
-        "Produce one record per batch. Works around the embedded Tansu broker reporting the high "
-        "watermark as the last batch's base offset + 1; the demo and tests set it on the embedded "
-        "broker. Leave off on Apache Kafka.",
+        "Produce one record per batch, so that even naive readers of the embedded Tansu broker's "
+        "high watermark (last batch's base offset + 1) see exact ends. Not needed by tkonto itself, "
+        "which corrects the ends it reads; costs ~30x producer throughput there. Leave off.",
         False,
     )
     log_level: str = env_field("TKONTO_LOG_LEVEL", "Worker log level (info, warning, debug).", "info")
+    # -- selection rules (streams/rules.py, docs/rules.md) ------------------------------
+    rule_account_not_held_close_match_ore: int = env_field(
+        "TKONTO_RULE_ACCOUNT_NOT_HELD_CLOSE_MATCH_ORE",
+        "ACCOUNT_NOT_HELD: a CLOSE_MATCH verification is a hit when the amount is above this (öre).", 1_000_000)
+    rule_shared_account_min_payees: int = env_field(
+        "TKONTO_RULE_SHARED_ACCOUNT_MIN_PAYEES",
+        "SHARED_ACCOUNT: distinct payees (representatives' accounts excluded) on one account for a hit.", 3)
+    rule_shared_account_window_days: int = env_field(
+        "TKONTO_RULE_SHARED_ACCOUNT_WINDOW_DAYS", "SHARED_ACCOUNT: days the payout dates may span.", 30)
+    rule_multi_municipality_min_payers: int = env_field(
+        "TKONTO_RULE_MULTI_MUNICIPALITY_MIN_PAYERS",
+        "MULTI_MUNICIPALITY_AID: municipalities paying social assistance for one person and month for a hit.", 2)
+    rule_overlapping_benefits_pairs: str = env_field(
+        "TKONTO_RULE_OVERLAPPING_BENEFITS_PAIRS",
+        "OVERLAPPING_BENEFITS: incompatible category pairs, A+B separated by commas.",
+        "SICKNESS_BENEFIT+UNEMPLOYMENT_BENEFIT,SICKNESS_BENEFIT+ACTIVITY_COMPENSATION,"
+        "UNEMPLOYMENT_BENEFIT+ACTIVITY_COMPENSATION")
+    rule_overlapping_benefits_min_days: int = env_field(
+        "TKONTO_RULE_OVERLAPPING_BENEFITS_MIN_DAYS", "OVERLAPPING_BENEFITS: days the periods must overlap.", 1)
+    rule_account_change_days: int = env_field(
+        "TKONTO_RULE_ACCOUNT_CHANGE_DAYS",
+        "ACCOUNT_CHANGE_BEFORE_PAYOUT: a changed account opened at most this many days before the payout.", 30)
+    rule_account_change_min_ore: int = env_field(
+        "TKONTO_RULE_ACCOUNT_CHANGE_MIN_ORE",
+        "ACCOUNT_CHANGE_BEFORE_PAYOUT: the payout must be above this amount (öre).", 1_000_000)
+    rule_state_retention_days: int = env_field(
+        "TKONTO_RULE_STATE_RETENTION_DAYS",
+        "Selection rules: days of payments kept per payee/account before the latest event (>= every rule window).",
+        120)
+    rule_state_max_payments: int = env_field(
+        "TKONTO_RULE_STATE_MAX_PAYMENTS", "Selection rules: most payments kept per payee or account.", 200)
 
     @property
     def canonical_url(self) -> str:
