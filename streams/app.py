@@ -51,6 +51,11 @@ def _load_payers() -> dict[str, Payer]:
 payers: dict[str, Payer] = _load_payers()
 
 
+def emit(topic: faust.TopicT, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+    """Write an agent's output record (see ``kafka_transport.Producer.produce_direct``)."""
+    app.producer.produce_direct(topic.get_topic_name(), key, value, headers)
+
+
 def raw_topic(*names: str, **kwargs) -> faust.TopicT:
     """Topic(s) of Avro single-object bytes: tkonto's codec does the (de)serialising."""
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kwargs)

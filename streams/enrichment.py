@@ -176,7 +176,7 @@ def enrich(payment_event: dict, payer, account_record, person_record, now: dt.da
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.timezone.utc)
     return {
-        "payment": copy.deepcopy(payment_event),
+        "payment": _copy_event(payment_event),
         "payer_name": payer_rec["name"],
         "payer_kind": payer_rec["kind"],
         "payer_scope": payer_rec["scope"],
@@ -193,6 +193,17 @@ def enrich(payment_event: dict, payer, account_record, person_record, now: dt.da
 
 
 # -- patient secrecy ----------------------------------------------------------------------
+def _copy_event(event: dict) -> dict:
+    """A copy of a PaymentEvent deep enough for this module: only ``decision`` (and its
+    list of circumstances) is ever changed, so only that is copied below the top level.
+    Much cheaper than copy.deepcopy on the hot path."""
+    out = dict(event)
+    decision = out.get("decision")
+    if decision:
+        out["decision"] = {**decision, "circumstances": [dict(c) for c in decision.get("circumstances", [])]}
+    return out
+
+
 def _strip_event(event: dict) -> None:
     decision = event.get("decision")
     if not decision:
@@ -204,16 +215,19 @@ def _strip_event(event: dict) -> None:
 
 
 def strip_patient_secrecy(payment_event: dict, allowed: bool) -> dict:
-    """A deep copy of the event for analysis: unless ``allowed`` (the policy switch
+    """A copy of the event for analysis (the input is never modified): unless ``allowed`` (the policy switch
     ``PATIENT_SECRECY_IN_ANALYSIS``), every circumstance flagged patient_secrecy is removed,
     and when the whole decision is under patient secrecy all its circumstances are removed
     (decision_id, decision_date, legal_basis and the flag stay). Works on a PaymentEvent and
     on an EnrichedPayment (its ``payment``). The input is never modified."""
-    result = copy.deepcopy(payment_event)
-    if allowed:
-        return result
-    if "payment" in result and "payee_id" not in result:
-        _strip_event(result["payment"])
+    enriched = "payment" in payment_event and "payee_id" not in payment_event
+    if enriched:
+        result = {**payment_event, "payment": _copy_event(payment_event["payment"])}
+        for nested in ("verification",):
+            if isinstance(result.get(nested), dict):
+                result[nested] = dict(result[nested])
     else:
-        _strip_event(result)
+        result = _copy_event(payment_event)
+    if not allowed:
+        _strip_event(result["payment"] if enriched else result)
     return result

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from . import metrics
-from .app import app, catalogue, codec, payers, raw_topic, settings
+from .app import app, catalogue, codec, emit, payers, raw_topic, settings
 from .codec import Codec, CodecError
 from .deadletters import SOURCE_HEADER, dead_letter, encode_source
 from .payers import Payer
@@ -56,9 +56,8 @@ if payer_topic_names:
                 metrics.EVENTS_IN.labels(payer.payer_id if payer else "unknown").inc()
                 result = screen(codec, payer, msg.topic, msg.partition, msg.offset, msg.key, msg.value)
                 if result.event is not None:
-                    payments_topic.send_soon(
-                        key=result.event["payee_id"].encode(), value=msg.value,
-                        headers=[(SOURCE_HEADER, encode_source(msg.topic, msg.partition, msg.offset))])
+                    emit(payments_topic, result.event["payee_id"].encode(), msg.value,
+                         [(SOURCE_HEADER, encode_source(msg.topic, msg.partition, msg.offset))])
                 else:
                     send_dead_letter(result.dead_letter)
 else:
@@ -67,4 +66,4 @@ else:
 
 def send_dead_letter(letter: dict) -> None:
     metrics.EVENTS_REJECTED.labels(letter["stage"], letter["reason"]).inc()
-    deadletter_topic.send_soon(key=letter["source_topic"].encode(), value=codec.encode("DeadLetter", letter))
+    emit(deadletter_topic, letter["source_topic"].encode(), codec.encode("DeadLetter", letter))

@@ -41,6 +41,7 @@ class Producer(aiokafka_driver.Producer):
     """Faust producer whose records are written by librdkafka."""
 
     _rd: Optional[confluent_kafka.Producer] = None
+    _direct_errors: list
     _poller: Optional[threading.Thread] = None
     _stopping: Optional[threading.Event] = None
 
@@ -61,6 +62,7 @@ class Producer(aiokafka_driver.Producer):
     async def on_start(self) -> None:
         await super().on_start()  # the aiokafka client stays for metadata and key_partition
         self._rd = confluent_kafka.Producer(self._rd_config())
+        self._direct_errors = []
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="tkonto-producer-poll", daemon=True)
         self._poller.start()
@@ -96,10 +98,29 @@ class Producer(aiokafka_driver.Producer):
             except BufferError:  # local queue full: let the poller drain it
                 await asyncio.sleep(0.005)
 
+    def produce_direct(self, topic: str, key: Optional[bytes], value: bytes, headers=None) -> None:
+        """Write one record straight through librdkafka: no Faust future, no event-loop
+        wake-up per record. At-least-once still holds: Faust flushes the producer before
+        every offset commit, and ``flush`` raises if any direct record failed, so the
+        offsets are not committed and the input is processed again."""
+        while True:
+            try:
+                self._rd.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_direct_delivery)
+                return
+            except BufferError:  # local queue full: back-pressure on the agent
+                self._rd.poll(0.01)
+
+    def _on_direct_delivery(self, err, msg) -> None:  # runs on the poll thread
+        if err is not None:
+            self._direct_errors.append(f"{msg.topic()}: {err}")
+
     async def flush(self) -> None:
         await self.buffer.flush()
         if self._rd is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._rd.flush, 60)
+            if self._direct_errors:
+                errors, self._direct_errors = self._direct_errors, []
+                raise confluent_kafka.KafkaException(f"{len(errors)} record(s) not delivered, e.g. {errors[0]}")
 
 
 class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):

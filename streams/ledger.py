@@ -12,7 +12,7 @@ import logging
 
 from . import metrics
 from .account import new_account, register
-from .app import app, catalogue, codec, raw_topic, settings
+from .app import app, catalogue, codec, emit, raw_topic, settings
 from .deadletters import SOURCE_HEADER, dead_letter, decode_source
 from .enrichment import enrich
 from .ingest import payments_topic, send_dead_letter
@@ -57,7 +57,7 @@ def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime, entry_byt
         value = encoded.get(id(route.record))
         if value is None:
             value = encoded[id(route.record)] = codec.encode(route.schema, route.record)
-        output_topics[route.destination].send_soon(key=route.key.encode(), value=value)
+        emit(output_topics[route.destination], route.key.encode(), value)
 
 
 @app.agent(payments_topic)
@@ -89,5 +89,5 @@ async def ledger(stream):
                 continue
             if outcome.entry is not None:  # registered, or redelivered: (re-)emit everything it caused
                 entry_bytes = codec.encode("LedgerEntry", outcome.entry)
-                ledger_topic.send_soon(key=key, value=entry_bytes)
+                emit(ledger_topic, key, entry_bytes)
                 fan_out(record, payer, outcome.entry, now, entry_bytes)
