@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from faust.exceptions import SameNode
-
 from . import metrics
 from .app import app, catalogue, codec, raw_topic, settings
 from .auth import AuthConfigError, AuthError, verify, verify_token
@@ -20,6 +18,7 @@ from .citizen_page import PAGE_PATH, render_error_page, render_login_page, rende
 from .citizen_view import ViewError, citizen_item, fold, payments_response, query_args
 from .identity import mask
 from .reference import current_payer
+from .web import for_key
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +52,10 @@ async def citizen(stream):
 
 
 async def _for_person(web, request, person: str, respond):
-    """Answer locally when this worker owns the person's partition, else proxy to the owner."""
-    try:
-        return await app.router.route_req(views.name, person.encode(), web, request)
-    except SameNode:
+    """Answer on the worker that owns the person's partition (forwarded there if need be)."""
+    async def local():
         return respond(load_view(views.get(person.encode())))
+    return await for_key(web, request, views, person.encode(), local)
 
 
 @app.page(API_PATH)

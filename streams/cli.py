@@ -146,7 +146,7 @@ def cmd_topics(args) -> int:
     return 0
 
 
-SECRET_SETTINGS = frozenset({"TKONTO_JWT_SECRET"})
+SECRET_SETTINGS = frozenset({"TKONTO_JWT_SECRET", "TKONTO_CASE_ID_SECRET"})
 
 
 def cmd_config(args) -> int:

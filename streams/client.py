@@ -3,8 +3,9 @@
     with PayerClient("2120000142", "kafka:9092") as client:
         client.publish({...PaymentEvent fields...})
 
-Events are Avro single-object encoded with tkonto's codec and keyed by payment id, so
-the events of one payment stay in order.
+Events are Avro single-object encoded with tkonto's codec and keyed by payee, so all of
+one payer's events for a payee stay in order: a payment's lifecycle, and a cancellation
+before its re-issue (keyed by payment id, the two could be read in either order).
 """
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ class PayerClient:
         """Encode and publish one event; returns the bytes sent."""
         event = with_defaults(event)
         value = self.codec.encode("PaymentEvent", event)
-        self.publish_raw(value, key=event["payment_id"].encode())
+        self.publish_raw(value, key=event["payee_id"].encode())
         return value
 
     def publish_raw(self, value: bytes, key: bytes | None = None) -> None:

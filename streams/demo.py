@@ -47,10 +47,10 @@ def publish(sim: Simulation, n_events: int, rate: float, bootstrap: str, setting
     for i, emission in enumerate(sim.emissions(n_events), start=1):
         client = clients[emission.payer_id]
         if emission.event is None:
-            client.publish_raw(emission.raw, key=emission.payment_key or None)
+            client.publish_raw(emission.raw, key=emission.key or None)
         else:
             emission.event.setdefault("event_time", dt.datetime.now(dt.timezone.utc))
-            client.publish_raw(client.encode(emission.event), key=emission.payment_key)
+            client.publish_raw(client.encode(emission.event), key=emission.key)
         kinds[emission.kind] += 1
         ahead = i / rate - (time.monotonic() - start)
         if ahead > 0.002:

@@ -37,3 +37,11 @@ CITIZEN_VISIBILITY_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS)
 API_REQUESTS = Counter(
     "tkonto_api_requests_total", "HTTP API and page requests, by endpoint and status code.", ["endpoint", "status"])
+RULE_HITS = Counter(
+    "tkonto_rule_hits_total", "New selection hits (distinct hit ids) by rule.", ["rule"])
+CASES = Counter(
+    "tkonto_cases_total", "Review cases opened (OPEN) and decided, by outcome.", ["outcome"])
+NOTIFICATIONS = Counter(
+    "tkonto_notifications_total", "Notifications sent to payers (notification duty), by payer.", ["payer"])
+REVIEW_EXPORTS = Counter(
+    "tkonto_review_exports_total", "In-depth review exports of a named person (each one audited).")

@@ -55,12 +55,14 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, 
     return {p: end for (_, p), end in true_end_offsets(bootstrap, reported, timeout=timeout).items()}
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list:
-    """Every message currently in ``topic`` (all partitions, from the start), as confluent Messages."""
+def read_topic(bootstrap: str, topic: str, timeout: float = 10.0, partitions: Iterable[int] | None = None) -> list:
+    """Every message currently in ``topic`` (all partitions, or those named, from the start)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tkonto-observer",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
-        ends = {p: high for p, high in end_offsets(bootstrap, topic, timeout).items() if high > 0}
+        wanted = set(partitions) if partitions is not None else None
+        ends = {p: high for p, high in end_offsets(bootstrap, topic, timeout).items()
+                if high > 0 and (wanted is None or p in wanted)}
         if not ends:
             return []
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])

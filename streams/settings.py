@@ -96,6 +96,9 @@ class Settings:
     jwt_secret: str = env_field(
         "TKONTO_JWT_SECRET", "HS256 secret for citizen and analyst bearer tokens. Set it in production.", ""
     )
+    case_id_secret: str = env_field(
+        "TKONTO_CASE_ID_SECRET", "Key for case ids (HMAC), so a payer cannot guess a case's subject or window "
+        "from its id. Set it in production.", "")
     patient_secrecy_in_analysis: bool = env_field(
         "PATIENT_SECRECY_IN_ANALYSIS",
         "Policy switch: may decision data under patient secrecy be used in analysis? Default off.",

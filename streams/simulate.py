@@ -91,7 +91,11 @@ class Emission:
     event: dict | None
     raw: bytes | None = None
     kind: str = "normal"  # normal | duplicate | fault:<REASON>
-    payment_key: bytes = b""
+    key: bytes = b""  # the payee: a payer keys its records by payee (see client.PayerClient)
+
+    @property
+    def payment_key(self) -> bytes:  # the name older callers use
+        return self.key
 
 
 @dataclass
@@ -150,14 +154,14 @@ class Simulation:
             if not steps:
                 open_payments.remove(steps)
             event["event_id"] = str(uuid.UUID(int=self.rng.getrandbits(128)))
-            key = event["payment_id"].encode()
+            key = event["payee_id"].encode()
             if self.rng.random() < self.fault_rate:
                 yield self._fault(event)
             else:
-                yield Emission(event["payer_id"], event, payment_key=key)
+                yield Emission(event["payer_id"], event, key=key)
                 if self.rng.random() < self.duplicate_rate:
                     produced += 1
-                    yield Emission(event["payer_id"], event, kind="duplicate", payment_key=key)
+                    yield Emission(event["payer_id"], event, kind="duplicate", key=key)
             produced += 1
 
     def _fault(self, event: dict) -> Emission:

@@ -59,12 +59,29 @@ class Catalogue:
             f"{p}.analysis", "payee_id", "EnrichedPayment",
             "Analysis input: PROPOSAL_1/2 payers only; patient-secrecy data removed unless the policy allows it.")
 
+        self.analysis_by_account = TopicSpec(
+            f"{p}.analysis.by-account", "bank_account", "EnrichedPayment",
+            "Analysis input re-keyed by bank account, for account-wide rules (internal repartition).")
+        self.signals = TopicSpec(
+            f"{p}.signals", "case_id", "SelectionHit",
+            "Selection hits of the analysis rules; a redelivery repeats a hit with the same hit_id.")
+        self.cases = TopicSpec(
+            f"{p}.cases", "case_id", "Case",
+            "Every change of a review case (compacted: the latest state of each case).", compacted=True)
+        self.case_commands = TopicSpec(
+            f"{p}.case-commands", "case_id", "CaseCommand",
+            "Analysts' decisions, applied by the worker that owns the case (internal).")
+        self.audit = TopicSpec(
+            f"{p}.audit", "case_id", "AuditRecord",
+            "Audit log: every case decision and every in-depth review export (who, when, whom, why). "
+            "Restricted; keep long.")
+
     def registers(self) -> dict[str, TopicSpec]:
         return {"payers": self.ref_payers, "accounts": self.ref_accounts, "population": self.ref_population}
 
     def payer_input(self, payer_id: str) -> TopicSpec:
         return TopicSpec(
-            f"{self.settings.topic_prefix}.in.{payer_id}", "payer's choice (payment id advised)", "PaymentEvent",
+            f"{self.settings.topic_prefix}.in.{payer_id}", "payee_id (keeps a payee's events in order)", "PaymentEvent",
             "A connected payer's own input topic; only that payer's payments are accepted on it.")
 
     def payer_of_topic(self, topic: str) -> str | None:
@@ -78,10 +95,13 @@ class Catalogue:
 
     def internal(self) -> list[TopicSpec]:
         return [self.payments, self.ledger, self.deadletter, *self.registers().values(),
-                self.enriched, self.citizen, self.analysis]
+                self.enriched, self.citizen, self.analysis, self.analysis_by_account, self.signals, self.cases,
+                self.case_commands, self.audit]
 
     def all(self, payer_ids: Iterable[str]) -> list[TopicSpec]:
-        return self.internal() + [self.payer_input(pid) for pid in payer_ids]
+        payer_ids = list(payer_ids)
+        return (self.internal() + [self.payer_input(pid) for pid in payer_ids]
+                + [self.payer_notifications(pid) for pid in payer_ids])
 
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], settings: Settings, timeout: float = 30.0) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import citizen, ingest, ledger  # noqa: F401  (importing registers the agents)
+from . import analysis, cases, citizen, ingest, ledger  # noqa: F401  (importing registers the agents)
 from . import metrics
 from .app import app, settings
 

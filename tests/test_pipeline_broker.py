@@ -29,7 +29,7 @@ def test_payers_publish_and_the_ledger_registers_exactly(pipeline_factory):
     gbg.publish(payment(GOTEBORG, A, "g1", "RETURNED", 1200_50, category="TRAVEL_EXPENSE"))
     fk.publish(payment(FK, B, "f1", "PLANNED", 12000_00, category="SICKNESS_BENEFIT", payout=dt.date(2026, 12, 20)))
     f2 = fk.publish(payment(FK, B, "f2", "EXECUTED", 9000_00, category="SICKNESS_BENEFIT"))
-    fk.publish_raw(f2, key=b"f2")  # exact redelivery: changes nothing
+    fk.publish_raw(f2, key=B.encode())  # exact redelivery: changes nothing
     fk.publish(payment(FK, B, "f2", "PLANNED", 9000_00, category="SICKNESS_BENEFIT"))  # EXECUTED -> PLANNED
     sth.publish(payment(STOCKHOLM, B, "p9", "CANCELLED", 300_00))  # out of order: before its PLANNED
     sth.publish(payment(STOCKHOLM, B, "p9", "PLANNED", 300_00))

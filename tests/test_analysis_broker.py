@@ -1,0 +1,134 @@
+"""Analysis and review end to end on the real broker, with the fraud scenario's ground truth."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+
+import pytest
+
+from streams.auth import issue_token
+from streams.observe import decode_topic, read_topic, wait_until
+from streams.register_loader import load_register
+from streams.registers import write_csv
+from streams.scenario import fraud_scenario, score
+from tests.conftest import payment
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return fraud_scenario(11, 250)
+
+
+def analyst_get(worker, path, secret, who="analyst-anna"):
+    status, body = worker.get(path, headers={"Authorization": f"Bearer {issue_token(secret, who, 'analyst', 600)}"})
+    return status, json.loads(body)
+
+
+def analyst_post(worker, path, secret, body, who="analyst-anna"):
+    import urllib.request
+    request = urllib.request.Request(worker.url + path, data=json.dumps(body).encode(), method="POST", headers={
+        "Authorization": f"Bearer {issue_token(secret, who, 'analyst', 600)}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_rules_select_exactly_and_people_decide(pipeline_factory, scenario, tmp_path):
+    payers = list(scenario.registers.payers)
+    pipe = pipeline_factory(payers)
+    for kind, items in (("accounts", scenario.registers.accounts), ("population", scenario.registers.people)):
+        write_csv(kind, tmp_path / f"{kind}.csv", items)
+        load_register(kind, str(tmp_path / f"{kind}.csv"), pipe.settings)
+    first = pipe.start_worker()
+    clients = {p.payer_id: pipe.client(p) for p in payers}
+    half = len(scenario.events) // 2
+    for event in scenario.events[:half]:
+        clients[event["payer_id"]].publish(event)
+    for c in clients.values():
+        c.flush()
+    assert wait_until(lambda: first.registered() > half // 4, 60, interval=0.1)
+    first.kill()  # SIGKILL mid-stream: hits must still be exact, none doubled
+    second = pipe.start_worker()
+    for event in scenario.events[half:]:
+        clients[event["payer_id"]].publish(event)
+    for c in clients.values():
+        c.flush()
+    cat = pipe.catalogue
+    internal = [cat.payments.name, cat.citizen.name, cat.analysis.name, cat.analysis_by_account.name, cat.signals.name]
+    assert wait_until(lambda: pipe.drained() and __import__("streams.observe", fromlist=["x"]).group_lag(
+        pipe.broker.bootstrap, pipe.settings.app_id, internal) == 0, 180, interval=0.5)
+
+    hits = {h["hit_id"]: h for h in decode_topic(pipe.broker.bootstrap, cat.signals.name)}
+    scores = score(list(hits.values()), scenario)
+    for rule, s in scores.items():
+        assert s.recall == 1.0, (rule, s)
+        assert s.precision >= 0.95, (rule, s)
+    assert set(scores) == set(scenario.labels)
+
+    secret = pipe.settings.jwt_secret
+    def cases_count():
+        return analyst_get(second, "/api/v1/cases", secret)[1]["count"]
+    assert wait_until(lambda: cases_count() > 0, 30)
+    status, listing = analyst_get(second, "/api/v1/cases?status=OPEN", secret)
+    cases = {c["case_id"]: c for c in listing["cases"]}
+    assert status == 200 and sum(len(c["hits"]) for c in cases.values()) == len(hits), "a hit counted twice"
+    assert Counter(c["rule_id"] for c in cases.values()).keys() == scores.keys()
+
+    # Citizens cannot use analyst endpoints.
+    citizen = issue_token(secret, scenario.registers.people[0].person_id, "citizen", 600)
+    assert second.get("/api/v1/cases", headers={"Authorization": f"Bearer {citizen}"})[0] == 403
+
+    # NOTIFY_PAYER: each payer gets only its own payments, checked on the bytes.
+    multi = next(c for c in cases.values() if c["rule_id"] == "MULTI_MUNICIPALITY_AID")
+    status, decided = analyst_post(second, f"/api/v1/cases/{multi['case_id']}/decision", secret,
+                                   {"outcome": "NOTIFY_PAYER", "reason": "two municipalities, same month"})
+    assert status == 200 and decided["status"] == "NOTIFY_PAYER" and decided["decided_by"] == "analyst-anna"
+    assert analyst_post(second, f"/api/v1/cases/{multi['case_id']}/decision", secret,
+                        {"outcome": "CLOSED_NO_ACTION", "reason": "again"})[0] == 409
+    involved = sorted(multi["payer_ids"])
+    assert len(involved) >= 2
+    for payer_id in involved:
+        [msg] = read_topic(pipe.broker.bootstrap, cat.payer_notifications(payer_id).name)
+        own = [p for p in multi["payments"] if p["payer_id"] == payer_id]
+        others = [p for p in multi["payments"] if p["payer_id"] != payer_id]
+        for p in own:
+            assert p["payment_id"].encode() in msg.value()
+        for p in others:
+            assert p["payer_id"].encode() not in msg.value() and p["payment_id"].encode() not in msg.value()
+    for payer in payers:
+        if payer.payer_id not in involved:
+            assert read_topic(pipe.broker.bootstrap, cat.payer_notifications(payer.payer_id).name) == []
+
+    # IN_DEPTH_REVIEW: export everything about the person except patient-secrecy data; audited.
+    death = next(c for c in cases.values() if c["rule_id"] == "PAID_AFTER_DEATH")
+    person = death["subject"]
+    payer = next(p for p in payers if p.payer_id == death["payments"][0]["payer_id"])
+    secret_decision = {"decision_id": "d-secret", "decision_date": dt.date(2026, 7, 1), "legal_basis": "HSL",
+                       "patient_secrecy": False, "circumstances": [
+                           {"name": "diagnosis_code", "value": "F32.1", "patient_secrecy": True},
+                           {"name": "household_size", "value": "2", "patient_secrecy": False}]}
+    clients[payer.payer_id].publish(payment(payer, person, "secret-1", "PLANNED", 100_00, category=death["payments"][0]["category"],
+                                            payout=dt.date(2026, 12, 24), decision=secret_decision))
+    clients[payer.payer_id].flush()
+    pipe.wait_drained()
+    path = f"/api/v1/persons/{person}/export?case_id={death['case_id']}&reason=follow-up"
+    assert analyst_get(second, path, secret)[0] == 409  # not yet decided for in-depth review
+    assert analyst_post(second, f"/api/v1/cases/{death['case_id']}/decision", secret,
+                        {"outcome": "IN_DEPTH_REVIEW", "reason": "payout after death"})[0] == 200
+    status, body = second.get(path, headers={"Authorization": f"Bearer {issue_token(secret, 'analyst-anna', 'analyst', 600)}"})
+    assert status == 200, body
+    assert b"F32.1" not in body and b"diagnosis_code" not in body and b"household_size" in body
+    export = json.loads(body)
+    assert export["person_id"] == person and export["case_id"] == death["case_id"]
+    audit = decode_topic(pipe.broker.bootstrap, cat.audit.name)
+    actions = Counter((a["action"], a["case_id"]) for a in audit)
+    assert actions[("CASE_DECIDED", multi["case_id"])] == 1
+    assert actions[("CASE_DECIDED", death["case_id"])] == 1
+    [export_audit] = [a for a in audit if a["action"] == "IN_DEPTH_REVIEW_EXPORT"]
+    assert (export_audit["analyst"], export_audit["person_id"], export_audit["reason"]) == ("analyst-anna", person, "follow-up")
+    assert export_audit["items_exported"] > 0
