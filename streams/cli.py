@@ -36,8 +36,7 @@ def _positive_float(text: str) -> float:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, non-zero exit
-        self.exit(2, f"tkonto: error: {message} (see tkonto {self.prog.split()[-1]} --help)\n"
-                  if " " in self.prog else f"tkonto: error: {message} (see tkonto --help)\n")
+        self.exit(2, f"tkonto: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=_positive_float, default=2000.0, help="events per second offered (default 2000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds to wait for the pipeline")
+    demo.add_argument("--scenario", choices=["normal", "fraud"], default="normal",
+                      help="normal traffic, or the fraud scenario: injected patterns with ground truth, "
+                           "scored per rule (precision/recall)")
     demo.add_argument("--keep-running", action="store_true",
                       help="after the summary, keep the worker up so the citizen page can be opened")
 
@@ -74,6 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results", help="folder for bench.md and bench.json (default results/)")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every row")
     bench.add_argument("--skip-faults", action="store_true", help="skip the kill -9 fault scenario")
+
+    def analyst_options(p):
+        p.add_argument("--url", help="a worker's HTTP address (default: this host's TKONTO_WEB_HOST:TKONTO_WEB_PORT)")
+        p.add_argument("--token", help="an analyst bearer token (or TKONTO_ANALYST_TOKEN)")
+        p.add_argument("--analyst", help="mint a token for this analyst from TKONTO_JWT_SECRET")
+
+    case = sub.add_parser("case", help="review cases: list, show, decide (analysts)")
+    case_sub = case.add_subparsers(dest="case_command", required=True, parser_class=_Parser)
+    listing = case_sub.add_parser("list", help="list cases")
+    listing.add_argument("--status", choices=["OPEN", "CLOSED_NO_ACTION", "NOTIFY_PAYER", "IN_DEPTH_REVIEW"])
+    show = case_sub.add_parser("show", help="show one case")
+    show.add_argument("case_id")
+    decide = case_sub.add_parser("decide", help="decide an open case (nothing is reclaimed or stopped automatically)")
+    decide.add_argument("case_id")
+    decide.add_argument("outcome", choices=["CLOSED_NO_ACTION", "NOTIFY_PAYER", "IN_DEPTH_REVIEW"])
+    decide.add_argument("--reason", required=True, help="why (kept in the case and the audit log)")
+    for p in (listing, show, decide):
+        analyst_options(p)
+    review = sub.add_parser("review", help="in-depth review of a named person (audited)")
+    review_sub = review.add_subparsers(dest="review_command", required=True, parser_class=_Parser)
+    export = review_sub.add_parser("export", help="export everything registered about a person, "
+                                                  "without patient-secrecy data")
+    export.add_argument("person_id")
+    export.add_argument("--case", dest="case_id", required=True, help="the case decided IN_DEPTH_REVIEW")
+    export.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    analyst_options(export)
 
     sub.add_parser("topics", help="list the topic catalogue")
     sub.add_parser("config", help="list every setting: environment variable, current value, default")
@@ -134,6 +162,27 @@ def cmd_ref(args) -> int:
     return 0
 
 
+def cmd_case(args) -> int:
+    from . import analyst_cli
+
+    action = {"list": analyst_cli.case_list, "show": analyst_cli.case_show, "decide": analyst_cli.case_decide}
+    try:
+        print(action[args.case_command](args))
+    except analyst_cli.AnalystCliError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_review(args) -> int:
+    from . import analyst_cli
+
+    try:
+        print(analyst_cli.review_export(args))
+    except analyst_cli.AnalystCliError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def cmd_topics(args) -> int:
     from .settings import Settings
     from .topics import Catalogue
@@ -171,7 +220,7 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
-COMMANDS = {"ref": cmd_ref, "demo": cmd_demo, "bench": cmd_bench, "worker": cmd_worker, "publish": cmd_publish, "topics": cmd_topics, "config": cmd_config}
+COMMANDS = {"case": cmd_case, "review": cmd_review, "ref": cmd_ref, "demo": cmd_demo, "bench": cmd_bench, "worker": cmd_worker, "publish": cmd_publish, "topics": cmd_topics, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

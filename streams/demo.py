@@ -8,6 +8,7 @@ back from the ledger and dead-letter topics. Ctrl-C stops everything it started.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import secrets
 import sys
 import tempfile
@@ -16,6 +17,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from .broker import EmbeddedBroker
+from .register_loader import load_register
+from .registers import GeneratedRegisters, RegisterFileError, generate_registers, write_csv
+from .scenario import format_scores, fraud_scenario, score
 from .client import PayerClient
 from .observe import decode_topic, group_lag, wait_until
 from .payers import write_payers
@@ -63,11 +67,61 @@ def publish(sim: Simulation, n_events: int, rate: float, bootstrap: str, setting
     return kinds
 
 
-def summarise(bootstrap: str, catalogue: Catalogue, sim: Simulation, kinds: Counter, elapsed: float) -> str:
+def publish_events(events: list[dict], payers, rate: float, bootstrap: str, settings: Settings,
+                   on_progress=None) -> Counter:
+    """Publish ready PaymentEvents (the fraud scenario's) at ``rate`` per second."""
+    clients = {p.payer_id: PayerClient(p.payer_id, bootstrap, settings) for p in payers}
+    start = last_report = time.monotonic()
+    for i, event in enumerate(events, start=1):
+        clients[event["payer_id"]].publish(event)
+        ahead = i / rate - (time.monotonic() - start)
+        if ahead > 0.002:
+            time.sleep(ahead)
+        if on_progress and time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            on_progress(i)
+    for client in clients.values():
+        client.flush()
+    return Counter({"normal": len(events)})
+
+
+def load_registers(registers: GeneratedRegisters, workdir: Path, settings: Settings) -> str:
+    """Publish generated registers to their compacted topics; returns a one-line report."""
+    loaded = []
+    for kind, items in (("payers", registers.payers), ("accounts", registers.accounts),
+                        ("population", registers.people)):
+        path = workdir / f"{kind}.csv"
+        write_csv(kind, path, items)
+        try:
+            loaded.append(f"{load_register(kind, str(path), settings)} {kind}")
+        except RegisterFileError as exc:  # e.g. more simulated payers than real municipality codes
+            loaded.append(f"{kind} not loaded ({len(exc.errors)} invalid rows; the payer file seeds them)")
+    return "registers: " + ", ".join(loaded)
+
+
+def verification_line(bootstrap: str, catalogue: Catalogue) -> str:
+    outcomes = Counter()
+    seen = set()
+    for e in decode_topic(bootstrap, catalogue.enriched.name):
+        key = (e["payment"]["payer_id"], e["payment"]["payment_id"], e["payment"]["event_type"])
+        if key not in seen:
+            seen.add(key)
+            outcomes[e["verification"]["result"]] += 1
+    return "bank account verification  " + "   ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+
+
+def fraud_report(bootstrap: str, catalogue: Catalogue, scenario) -> str:
+    hits = list({h["hit_id"]: h for h in decode_topic(bootstrap, catalogue.signals.name)}.values())
+    return (f"\nselection rules against the scenario's ground truth ({len(hits)} distinct hits; "
+            f"analysis selects, people decide: see `tkonto case list`)\n" + format_scores(score(hits, scenario)))
+
+
+def summarise(bootstrap: str, catalogue: Catalogue, payers, kinds: Counter, elapsed: float,
+              live_event_times: bool = True) -> str:
     entries = {e["entry_id"]: e for e in decode_topic(bootstrap, catalogue.ledger.name)}.values()
     letters = {(d["source_topic"], d["source_partition"], d["source_offset"]): d
                for d in decode_topic(bootstrap, catalogue.deadletter.name)}.values()
-    names = {p.payer_id: p for p in sim.payers}
+    names = {p.payer_id: p for p in payers}
     by_payer: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_category: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for e in entries:
@@ -88,7 +142,7 @@ def summarise(bootstrap: str, catalogue: Catalogue, sim: Simulation, kinds: Coun
     ]
     for reason, count in reasons.most_common():
         lines.append(f"  {reason:26}{count:>6}")
-    skipped = sum(1 for p in sim.payers if not p.in_ledger)
+    skipped = sum(1 for p in payers if not p.in_ledger)
     if skipped:
         lines.append(f"({skipped} payer(s) connected under PROPOSAL_2: analysis only, not in the ledger)")
     lines += ["", f"{'ledger totals per payer':44}{'paid':>18}{'upcoming':>18}"]
@@ -98,8 +152,11 @@ def summarise(bootstrap: str, catalogue: Catalogue, sim: Simulation, kinds: Coun
     lines += ["", f"{'ledger totals per category':44}{'paid':>18}{'upcoming':>18}"]
     for category, (paid, upcoming) in sorted(by_category.items()):
         lines.append(f"  {category:42}{sek(paid):>18}{sek(upcoming):>18}")
-    lines += ["", f"registration latency  p50 {percentile(latency, 0.5) * 1000:.0f} ms   "
-                  f"p99 {percentile(latency, 0.99) * 1000:.0f} ms   max {max(latency, default=0) * 1000:.0f} ms"]
+    if live_event_times:
+        lines += ["", f"registration latency  p50 {percentile(latency, 0.5) * 1000:.0f} ms   "
+                      f"p99 {percentile(latency, 0.99) * 1000:.0f} ms   max {max(latency, default=0) * 1000:.0f} ms"]
+    else:
+        lines += ["", "registration latency  not measured: the scenario's events carry historical event times"]
     return "\n".join(lines)
 
 
@@ -131,35 +188,53 @@ def run_demo(args) -> int:
             broker = EmbeddedBroker(log_file=workdir / "broker.log").start()
             bootstrap = broker.bootstrap
             print(f"embedded broker (Tansu) on {bootstrap}")
-        sim = Simulation.create(args.payers, args.payees, args.seed)
+        scenario = sim = None
+        if args.scenario == "fraud":
+            scenario = fraud_scenario(args.seed, args.payees)
+            registers, payers = scenario.registers, list(scenario.registers.payers)
+            total = len(scenario.events)
+            print(f"fraud scenario: {total} events, patterns injected for {len(scenario.labels)} rules "
+                  "(--events and --payers do not apply)")
+        else:
+            payers = Simulation.create(args.payers, 1, args.seed).payers
+            registers = generate_registers(random.Random(args.seed), args.payees, payers)
+            sim = Simulation.create(args.payers, args.payees, args.seed, profiles=registers.payees)
+            total = args.events
         payers_file = workdir / "payers.csv"
-        write_payers(payers_file, sim.payers)
+        write_payers(payers_file, payers)
         settings = settings.with_overrides(
             bootstrap_servers=bootstrap, payers_file=str(payers_file), data_dir=str(workdir / "data"),
             jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
             session_timeout=min(settings.session_timeout, 4.0))
         catalogue = Catalogue(settings)
-        created = ensure_topics(bootstrap, catalogue.all(p.payer_id for p in sim.payers), settings)
-        print(f"{len(sim.payers)} payers, {args.payees} payees; {created} topics created")
+        created = ensure_topics(bootstrap, catalogue.all(p.payer_id for p in payers), settings)
+        print(f"{len(payers)} payers, {len(registers.payees)} payees; {created} topics created")
+        print(load_registers(registers, workdir, settings))
         worker = WorkerProcess(settings, log_file=workdir / "worker.log").start()
-        print(f"worker started (pid {worker.pid}, {worker.url}/metrics); "
-              f"logs in {workdir}")
+        print(f"worker started (pid {worker.pid}, {worker.url}/metrics); logs in {workdir}")
         worker.wait_ready()
 
         def progress(i: int) -> None:
-            print(f"  published {i:>8}/{args.events}   registered {worker.registered():>8}", flush=True)
+            print(f"  published {i:>8}/{total}   registered {worker.registered():>8}", flush=True)
 
         started = time.monotonic()
-        kinds = publish(sim, args.events, args.rate, bootstrap, settings, progress)
-        print(f"  published {sum(kinds.values()):>8}/{args.events}; waiting for the worker to catch up ...")
-        inputs = [catalogue.payer_input(p.payer_id).name for p in sim.payers] + [catalogue.payments.name]
-        drained = wait_until(lambda: group_lag(bootstrap, settings.app_id, inputs) == 0, args.timeout,
-                             interval=0.5)
+        if scenario is not None:
+            kinds = publish_events(scenario.events, payers, args.rate, bootstrap, settings, progress)
+        else:
+            kinds = publish(sim, args.events, args.rate, bootstrap, settings, progress)
+        print(f"  published {sum(kinds.values()):>8}/{total}; waiting for the worker to catch up ...")
+        topics = [catalogue.payer_input(p.payer_id).name for p in payers] + [
+            catalogue.payments.name, catalogue.citizen.name, catalogue.analysis.name,
+            catalogue.analysis_by_account.name, catalogue.signals.name]
+        drained = wait_until(lambda: group_lag(bootstrap, settings.app_id, topics) == 0, args.timeout, interval=0.5)
         elapsed = time.monotonic() - started
         if not drained:
             print(f"tkonto: warning: the worker did not catch up within {args.timeout:.0f} s; "
                   f"see {workdir / 'worker.log'}", file=sys.stderr)
-        print(summarise(bootstrap, catalogue, sim, kinds, elapsed))
+        print(summarise(bootstrap, catalogue, payers, kinds, elapsed, live_event_times=scenario is None))
+        print(verification_line(bootstrap, catalogue))
+        if scenario is not None:
+            print(fraud_report(bootstrap, catalogue, scenario))
         print(citizen_link(worker, catalogue, bootstrap, args.keep_running))
         if args.keep_running and drained:
             print("the worker keeps running for the page above; Ctrl-C stops everything")

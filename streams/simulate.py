@@ -108,9 +108,14 @@ class Simulation:
     fault_rate: float = 0.005
 
     @classmethod
-    def create(cls, n_payers: int, n_payees: int, seed: int, **kwargs) -> "Simulation":
+    def create(cls, n_payers: int, n_payees: int, seed: int, profiles=None, **kwargs) -> "Simulation":
+        """``profiles`` (registers.PayeeProfile) make the payees those of generated registers,
+        so that bank account verification gives real outcomes; else payees are random."""
         rng = random.Random(seed)
         payers = make_payers(n_payers, rng)
+        if profiles:
+            payees = [Payee(p.person_id, p.account, p.representative_id) for p in profiles]
+            return cls(payers, payees, rng, **kwargs)
         payees = []
         for _ in range(n_payees):
             account = f"{rng.choice(CLEARING)}-{rng.randint(10**8, 10**10 - 1)}"
