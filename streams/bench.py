@@ -1,0 +1,851 @@
+"""``tkonto bench``: the measurement harness (issue 7).
+
+Runs on the embedded broker (a fresh Tansu per row, so rows share no state and no broker
+memory) and prints one table, every row measured in the same run on the same machine:
+
+1. raw broker limit: plain confluent-kafka consume -> fastavro decode -> encode -> produce,
+   over the very events pre-published for row 3, once with librdkafka's default batching
+   and once with one record per batch (what every tkonto producer uses on this broker);
+2. a naive single Faust hop (JSON values, one table update and one forward per event,
+   stock ``kafka://`` transport), on its own topics;
+3. the full tkonto pipeline (ingest, ledger, enrichment, fan-out) with 1 worker;
+4. the same with 2 worker processes.
+
+Saturated rows pre-publish the events, then start the worker(s) and time the drain:
+sustained events/s = events / (first worker ready -> consumer-group lag on the payer topics
+and the payments topic is 0). The tkonto rows then run a fixed offered load (``--rate``)
+on the same worker(s) and report its latency. Latency is the payer's ``event_time`` ->
+*registered in the ledger* (``registered_at`` of the ledger entry read back from the
+ledger topic): the citizen view's own visibility time is not measured yet. Under a
+pre-published backlog that latency is mostly queueing time and is labelled so.
+
+CPU seconds per 1,000 events: utime+stime of the worker processes (and, separately, the
+broker) from /proc/<pid>/stat over the measured window. Peak RSS: VmHWM of the worker.
+
+The fault scenario (2 workers, SIGKILL one mid-run, the survivor takes over, the killed one
+is restarted) compares the ledger with the expectation computed by applying
+``streams.account.register`` to the published events in publish order (after the same
+validation ingest applies); see ``expected_ledger``.
+
+Helpers run as subprocesses: ``python -m streams.bench raw-loop|naive-worker|profile``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .account import new_account, register
+from .broker import EmbeddedBroker, spawn_child, stop_child
+from .client import PayerClient
+from .codec import default_codec
+from .demo import percentile
+from .observe import decode_topic, group_lag
+from .payers import write_payers
+from .process import WorkerProcess
+from .settings import Settings
+from .simulate import Simulation
+from .topics import Catalogue, TopicSpec, ensure_topics
+from .validation import Rejected, check_payment
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+N_PAYERS = 12
+SEED = 7
+
+
+# -- /proc ---------------------------------------------------------------------------------
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a live process in seconds (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, TypeError):
+        return 0.0
+
+
+def peak_rss_mb(pid: int | None) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, TypeError):
+        pass
+    return 0.0
+
+
+def machine() -> dict:
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {"nproc": os.cpu_count(), "ram_gb": round(mem_kb / 1024 / 1024, 1),
+            "cpu": _cpu_model(), "python": platform.python_version(), "kernel": platform.release()}
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# -- results -------------------------------------------------------------------------------
+@dataclass
+class Row:
+    name: str
+    mode: str  # "saturated" | "offered <rate>/s"
+    events: int
+    seconds: float
+    events_per_s: float
+    cpu_per_1k_workers: float
+    cpu_per_1k_broker: float
+    peak_rss_mb: float
+    latency_ms: dict = field(default_factory=dict)  # p50, p99, max; empty when not measured
+    latency_kind: str = ""
+    ledger_exact: bool | None = None
+    note: str = ""
+
+
+def latency_summary(seconds: list[float]) -> dict:
+    if not seconds:
+        return {}
+    return {"p50": round(percentile(seconds, 0.50) * 1000, 1), "p99": round(percentile(seconds, 0.99) * 1000, 1),
+            "max": round(max(seconds) * 1000, 1), "n": len(seconds)}
+
+
+_T0 = time.monotonic()
+
+
+class Progress:
+    """Progress lines for long runs: ``[+elapsed s] [row] text``, at most one per ``every`` s."""
+
+    def __init__(self, label: str, every: float = 2.0):
+        self.label, self.every, self.last = label, every, time.monotonic()
+
+    def __call__(self, text: str, force: bool = False) -> None:
+        if force or time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            print(f"  [+{self.last - _T0:6.1f} s] [{self.label}] {text}", flush=True)
+
+
+# -- the events ----------------------------------------------------------------------------
+def make_emissions(n_payees: int, n_events: int, n_offered: int):
+    """The simulation, the saturated events (first ``n_events``) and the offered-load ones."""
+    sim = Simulation.create(N_PAYERS, n_payees, SEED)
+    emissions = list(sim.emissions(n_events + n_offered))
+    return sim, emissions[:n_events], emissions[n_events:]
+
+
+def expected_ledger(sim: Simulation, emissions) -> tuple[dict[str, tuple], dict[str, list[int]]]:
+    """What the ledger must hold: entry id -> (payee, paid, upcoming), and payee -> [paid, upcoming].
+
+    Applies ``account.register`` to the published events in publish order, after the same
+    checks ingest applies (``validation.check_payment`` against the payer whose topic the
+    record was published on; raw faults are undecodable) and only for payers whose scope
+    puts them in the ledger. Events of one payment share a key and a partition, so their
+    order is the order the worker sees; the order between payments does not change
+    entry ids or totals (sequence numbers may differ and are not compared)."""
+    payers = {p.payer_id: p for p in sim.payers}
+    accounts: dict[str, dict] = {}
+    entries: dict[str, tuple] = {}
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    now = dt.datetime.now(dt.timezone.utc)
+    for em in emissions:
+        if em.event is None:
+            continue
+        event = dict(em.event, event_time=now)
+        event.setdefault("representative_id", None)
+        event.setdefault("decision", None)
+        try:
+            check_payment(event, payers.get(em.payer_id))
+        except Rejected:
+            continue
+        if not payers[event["payer_id"]].in_ledger:
+            continue
+        account = accounts.setdefault(event["payee_id"], new_account(event["payee_id"]))
+        outcome = register(account, event, now)
+        if outcome.kind == "REGISTERED":
+            e = outcome.entry
+            entries[e["entry_id"]] = (e["payee_id"], e["paid_delta_ore"], e["upcoming_delta_ore"])
+            totals[e["payee_id"]][0] += e["paid_delta_ore"]
+            totals[e["payee_id"]][1] += e["upcoming_delta_ore"]
+    return entries, dict(totals)
+
+
+def compare_ledger(observed: list[dict], expected: tuple[dict, dict]) -> dict:
+    """Lost, doubled and extra entries and payees whose totals differ."""
+    exp_entries, exp_totals = expected
+    versions: dict[str, set] = defaultdict(set)
+    first: dict[str, dict] = {}
+    for e in observed:
+        versions[e["entry_id"]].add((e["payee_id"], e["sequence"], e["paid_delta_ore"], e["upcoming_delta_ore"]))
+        first.setdefault(e["entry_id"], e)
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for e in first.values():
+        totals[e["payee_id"]][0] += e["paid_delta_ore"]
+        totals[e["payee_id"]][1] += e["upcoming_delta_ore"]
+    payees = set(totals) | set(exp_totals)
+    mismatched = sum(1 for p in payees if list(totals.get(p, [0, 0])) != list(exp_totals.get(p, [0, 0])))
+    return {
+        "expected_entries": len(exp_entries), "distinct_entries": len(first),
+        "lost": len(set(exp_entries) - set(first)), "extra": len(set(first) - set(exp_entries)),
+        "doubled": sum(1 for v in versions.values() if len(v) > 1),
+        "payees": len(payees), "payee_totals_mismatched": mismatched,
+        "exact": len(first) == len(exp_entries) and not (set(exp_entries) ^ set(first))
+                 and all(len(v) == 1 for v in versions.values()) and mismatched == 0,
+    }
+
+
+# -- publishing ----------------------------------------------------------------------------
+def publish(clients: dict[str, PayerClient], emissions, rate: float | None, progress: Progress) -> float:
+    """Publish ``emissions`` (event_time = now) as fast as possible or at ``rate``/s; returns seconds."""
+    start = time.monotonic()
+    total = len(emissions)
+    for i, em in enumerate(emissions, start=1):
+        client = clients[em.payer_id]
+        if em.event is None:
+            client.publish_raw(em.raw, key=em.payment_key or None)
+        else:
+            event = dict(em.event, event_time=dt.datetime.now(dt.timezone.utc))
+            client.publish_raw(client.encode(event), key=em.payment_key)
+        if rate:
+            ahead = i / rate - (time.monotonic() - start)
+            if ahead > 0.002:
+                time.sleep(ahead)
+        progress(f"published {i}/{total}")
+    for client in clients.values():
+        client.flush(120)
+    return time.monotonic() - start
+
+
+# -- a tkonto deployment for one row -------------------------------------------------------
+class Deployment:
+    """One broker, one topic prefix and app id, its payers file and worker processes."""
+
+    def __init__(self, name: str, workdir: Path, sim: Simulation, base: Settings, quick: bool):
+        self.name = name
+        self.workdir = workdir / name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker = EmbeddedBroker(log_file=self.workdir / "broker.log").start()
+        payers_file = self.workdir / "payers.csv"
+        write_payers(payers_file, sim.payers)
+        tag = f"b{os.getpid()}{name.replace('-', '')}"
+        self.settings = base.with_overrides(
+            bootstrap_servers=self.broker.bootstrap, topic_prefix=tag, app_id=f"tkonto-{tag}",
+            payers_file=str(payers_file), single_record_batches=True,
+            session_timeout=2.0 if quick else 4.0, log_level="warning",
+            jwt_secret=base.jwt_secret or "bench-secret-not-for-production")
+        self.catalogue = Catalogue(self.settings)
+        self.payer_ids = [p.payer_id for p in sim.payers]
+        ensure_topics(self.broker.bootstrap, self.catalogue.all(self.payer_ids), self.settings)
+        self.clients = {pid: PayerClient(pid, self.broker.bootstrap, self.settings) for pid in self.payer_ids}
+        self.workers: list[WorkerProcess] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+    def input_topics(self) -> list[str]:
+        return [self.catalogue.payer_input(pid).name for pid in self.payer_ids]
+
+    def lag(self) -> int:
+        return group_lag(self.bootstrap, self.settings.app_id, self.input_topics() + [self.catalogue.payments.name])
+
+    def start_worker(self) -> WorkerProcess:
+        n = len(self.workers) + 1
+        worker = WorkerProcess(self.settings.with_overrides(data_dir=str(self.workdir / f"data-{n}")),
+                               log_file=self.workdir / f"worker-{n}.log").start()
+        self.workers.append(worker)
+        return worker
+
+    def live(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if w.alive()]
+
+    def worker_cpu(self) -> float:
+        return sum(cpu_seconds(w.pid) for w in self.live())
+
+    def broker_cpu(self) -> float:
+        return cpu_seconds(self.broker.proc.pid if self.broker.proc else None)
+
+    def metric(self, name: str) -> float:
+        return sum(w.metric_sum(name) for w in self.live())
+
+    def wait_all_ready(self, workers: list[WorkerProcess], timeout: float = 120.0) -> float:
+        """Wait until every worker answers /ready; returns when the first one did."""
+        first = None
+        pending = list(workers)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: workers not ready after {timeout}s; logs in {self.workdir}")
+            for w in list(pending):
+                if not w.alive():
+                    raise RuntimeError(f"{self.name}: worker exited ({w.proc.returncode}); see {w.log_file}")
+                try:
+                    if w.get("/ready", timeout=1.0)[0] == 200:
+                        first = first or time.monotonic()
+                        pending.remove(w)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        return first
+
+    def wait_drained(self, expect_in: int | None, progress: Progress, timeout: float,
+                     expect_registered: int = 0) -> float:
+        """Poll until the group's lag is 0; returns the time it was first seen 0.
+
+        ``expect_in`` / ``expect_registered``: what the live workers' ingest and registration
+        counters sum to when everything was processed; the lag query (a consumer, ~50
+        watermark requests to the broker) is made only after both are reached, so polling
+        costs the measured system little."""
+        deadline = time.monotonic() + timeout
+        last_lag = None
+        while time.monotonic() < deadline:
+            n_in = self.metric("tkonto_events_in_total")
+            n_reg = self.metric("tkonto_events_registered_total") if expect_registered else 0
+            if expect_in is None or (n_in >= expect_in and n_reg >= expect_registered):
+                last_lag = self.lag()
+                if last_lag == 0:
+                    return time.monotonic()
+            progress(f"read {int(n_in)} / registered {int(self.metric('tkonto_events_registered_total'))}"
+                     + (f", lag {last_lag}" if last_lag is not None else ""))
+            time.sleep(0.1 if expect_in is not None and last_lag is None else 0.25)
+        raise RuntimeError(f"{self.name}: not drained within {timeout:.0f}s (lag {last_lag}); logs in {self.workdir}")
+
+    def ledger(self) -> list[dict]:
+        return decode_topic(self.bootstrap, self.catalogue.ledger.name, timeout=300)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+        for pid in list(self.clients):
+            self.clients.pop(pid).producer.flush(5)
+        self.clients = {}  # librdkafka handles closed before the broker goes away (no disconnect noise)
+        gc.collect()  # admin clients of ensure_topics too
+        self.broker.stop()
+
+
+# -- row 1: the raw broker limit -----------------------------------------------------------
+def raw_loop(bootstrap: str, topics: list[str], out_topic: str, expect: int, single: bool,
+             timeout: float = 600.0) -> dict:
+    """Consume every record of ``topics`` (assign from offset 0), decode, re-encode, produce."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from .codec import CodecError
+
+    codec = default_codec()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{os.getpid()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", "enable.idempotence": False,
+                         "queue.buffering.max.messages": 500_000, **({"batch.num.messages": 1} if single else {})})
+    tps = []
+    for topic in topics:
+        meta = consumer.list_topics(topic, timeout=30).topics[topic]
+        tps += [TopicPartition(topic, p, 0) for p in meta.partitions]
+    consumer.assign(tps)
+    n = 0
+    started = r0 = None
+    deadline = time.monotonic() + timeout
+    while n < expect and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, 0.5):
+            if msg.error():
+                continue
+            if started is None:
+                started, r0 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+            n += 1
+            try:
+                event = codec.decode(msg.value(), expect="PaymentEvent")
+            except CodecError:
+                continue
+            value = codec.encode("PaymentEvent", event)
+            while True:
+                try:
+                    producer.produce(out_topic, value=value, key=event["payee_id"].encode())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            producer.poll(0)
+    producer.flush(120)
+    elapsed = time.monotonic() - (started or time.monotonic())
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    consumer.close()
+    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) if r0 else 0.0
+    return {"events": n, "seconds": elapsed, "cpu_seconds": cpu, "peak_rss_mb": r1.ru_maxrss / 1024}
+
+
+def run_raw(dep: Deployment, expect: int, single: bool, progress: Progress) -> Row:
+    out = f"{dep.settings.topic_prefix}.raw.{'single' if single else 'default'}"
+    ensure_topics(dep.bootstrap, [TopicSpec(out, "payee_id", "PaymentEvent", "bench output")], dep.settings)
+    progress(f"raw loop ({'single-record' if single else 'default'} batches) over {expect} records", force=True)
+    b0 = dep.broker_cpu()
+    proc = subprocess.run([sys.executable, "-m", "streams.bench", "raw-loop", dep.bootstrap, ",".join(dep.input_topics()),
+                           out, str(expect), "1" if single else "0"], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"raw loop failed: {proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    broker = dep.broker_cpu() - b0
+    n = result["events"]
+    return Row(f"1{'b' if single else 'a'}. raw confluent-kafka loop, "
+               f"{'single-record batches' if single else 'default batching'}",
+               "saturated", n, round(result["seconds"], 2), round(n / result["seconds"], 1) if result["seconds"] else 0,
+               round(result["cpu_seconds"] / n * 1000, 3), round(broker / n * 1000, 3), round(result["peak_rss_mb"], 1),
+               note="consume -> decode -> encode -> produce, one process; broker CPU includes process start")
+
+
+# -- row 2: a naive Faust hop --------------------------------------------------------------
+def naive_worker(bootstrap: str, topic_in: str, topic_out: str, app_id: str, expect: int, result_path: str,
+                 partitions: int) -> None:
+    """A minimal Faust app: JSON values, one table update and one forward per event."""
+    import faust
+
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+                    topic_partitions=partitions, consumer_auto_offset_reset="earliest", autodiscover=False,
+                    broker_commit_interval=1.0, value_serializer="json", key_serializer="raw",
+                    # the group settings tkonto uses (Faust's defaults wait ~30 s before the first assignment)
+                    broker_session_timeout=4.0, broker_heartbeat_interval=0.8, broker_rebalance_timeout=4.0)
+    source = app.topic(topic_in, key_type=bytes, value_serializer="json")
+    sink = app.topic(topic_out, key_type=bytes, value_serializer="json")
+    totals = app.Table("totals", default=int, partitions=partitions, key_type=bytes, value_type=int)
+    state = {"n": 0, "t0": None, "r0": None, "lat": []}
+
+    @app.agent(source)
+    async def hop(stream):
+        async for key, value in stream.items():
+            if state["t0"] is None:
+                state["t0"], state["r0"] = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+            totals[key] += value["amount_ore"]  # key: the payee id
+            await sink.send(key=key, value=value)
+            state["n"] += 1
+            state["lat"].append(time.time() - value["event_time"])
+            if state["n"] == expect:
+                elapsed = time.monotonic() - state["t0"]
+                r1, r0 = resource.getrusage(resource.RUSAGE_SELF), state["r0"]
+                Path(result_path).write_text(json.dumps({
+                    "events": expect, "seconds": elapsed,
+                    "cpu_seconds": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime,
+                    "peak_rss_mb": r1.ru_maxrss / 1024, "latency": latency_summary(state["lat"])}))
+
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+def run_naive(workdir: Path, emissions, settings: Settings, quick: bool, progress: Progress) -> Row:
+    from confluent_kafka import Producer
+
+    wd = workdir / "naive"
+    wd.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_file=wd / "broker.log") as broker:
+        topic_in, topic_out = "naive.in", "naive.out"
+        ensure_topics(broker.bootstrap, [TopicSpec(t, "payee_id", "json", "bench") for t in (topic_in, topic_out)],
+                      settings)
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "batch.num.messages": 1,
+                             "queue.buffering.max.messages": 500_000})
+        events = [em.event for em in emissions if em.event is not None]
+        progress(f"publishing {len(events)} JSON events", force=True)
+        for i, event in enumerate(events, 1):
+            value = json.dumps(dict(event, event_time=time.time()), default=str).encode()
+            while True:
+                try:
+                    producer.produce(topic_in, key=event["payee_id"].encode(), value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+            progress(f"published {i}/{len(events)}")
+        producer.flush(120)
+        del producer
+        gc.collect()
+        result_path = wd / "result.json"
+        b0 = cpu_seconds(broker.proc.pid)
+        proc = spawn_child([sys.executable, "-m", "streams.bench", "naive-worker", broker.bootstrap, topic_in, topic_out,
+                            f"naive-{os.getpid()}", str(len(events)), str(result_path), str(settings.partitions)],
+                           stdout=(wd / "worker.log").open("ab"), stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + (120 if quick else 1800)
+            while not result_path.exists():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"naive worker exited ({proc.returncode}); see {wd / 'worker.log'}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"naive worker did not finish; see {wd / 'worker.log'}")
+                progress("naive worker draining ...")
+                time.sleep(0.2)
+            time.sleep(0.1)
+            broker_cpu = cpu_seconds(broker.proc.pid) - b0
+        finally:
+            stop_child(proc)
+    r = json.loads(result_path.read_text())
+    n = r["events"]
+    return Row("2. naive Faust hop (JSON, 1 table update + 1 send per event)", "saturated", n,
+               round(r["seconds"], 2), round(n / r["seconds"], 1), round(r["cpu_seconds"] / n * 1000, 3),
+               round(broker_cpu / n * 1000, 3), round(r["peak_rss_mb"], 1), r["latency"],
+               "event_time -> processed in the hop (pre-published backlog: mostly queueing)",
+               note="stock kafka:// transport (aiokafka), memory store; broker CPU includes worker start-up")
+
+
+# -- rows 3 and 4: the tkonto pipeline -----------------------------------------------------
+def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, saturated, offered, rate: float,
+                 settings: Settings, quick: bool, raw_rows: list | None = None) -> list[Row]:
+    label = f"{n_workers} worker{'s' if n_workers > 1 else ''}"
+    progress = Progress(name)
+    dep = Deployment(name, workdir, sim, settings, quick)
+    rows: list[Row] = []
+    expect_a = expected_ledger(sim, saturated)
+    expect_all = expected_ledger(sim, list(saturated) + list(offered))
+    try:
+        progress(f"publishing {len(saturated)} events (pre-published backlog)", force=True)
+        publish(dep.clients, saturated, None, progress)
+        if raw_rows is not None:  # row 1 reads these very records before the workers start
+            expect = sum(c.sent for c in dep.clients.values())
+            raw_rows.append(run_raw(dep, expect, single=False, progress=progress))
+            raw_rows.append(run_raw(dep, expect, single=True, progress=progress))
+        workers = [dep.start_worker() for _ in range(n_workers)]
+        t0 = dep.wait_all_ready(workers)
+        c0, b0 = dep.worker_cpu(), dep.broker_cpu()
+        progress(f"{label} ready; draining {len(saturated)} events", force=True)
+        t1 = dep.wait_drained(len(saturated), progress, 300 if quick else 3600, len(expect_a[0]))
+        c1, b1 = dep.worker_cpu(), dep.broker_cpu()
+        n = len(saturated)
+        sat = Row(f"{'3' if n_workers == 1 else '4'}. tkonto pipeline, {label}", "saturated", n, round(t1 - t0, 2),
+                  round(n / (t1 - t0), 1), round((c1 - c0) / n * 1000, 3), round((b1 - b0) / n * 1000, 3), 0.0,
+                  note="first worker ready -> group lag 0 (offsets committed every 1 s)")
+        rows.append(sat)
+        offered_row = None
+        if offered:
+            progress(f"offered load: {len(offered)} events at {rate:.0f}/s", force=True)
+            wall_start = dt.datetime.now(dt.timezone.utc)
+            c2, b2, t2 = dep.worker_cpu(), dep.broker_cpu(), time.monotonic()
+            publish(dep.clients, offered, rate, progress)
+            t3 = dep.wait_drained(len(saturated) + len(offered), progress, 300 if quick else 1800, len(expect_all[0]))
+            c3, b3 = dep.worker_cpu(), dep.broker_cpu()
+            m = len(offered)
+            offered_row = Row(f"{'3' if n_workers == 1 else '4'}. tkonto pipeline, {label}", f"offered {rate:.0f}/s",
+                              m, round(t3 - t2, 2), round(m / (t3 - t2), 1), round((c3 - c2) / m * 1000, 3),
+                              round((b3 - b2) / m * 1000, 3), 0.0,
+                              note="publish start -> group lag 0; rate = achieved, incl. the drain tail")
+            rows.append(offered_row)
+        rss = max(peak_rss_mb(w.pid) for w in dep.live())
+        for row in rows:
+            row.peak_rss_mb = round(rss, 1)
+        progress("reading the ledger back", force=True)
+        ledger = dep.ledger()
+        check = compare_ledger(ledger, expect_all)
+        entries = {}
+        for e in ledger:  # first occurrence: a redelivery re-emits the entry with the original registered_at
+            entries.setdefault(e["entry_id"], e)
+        for row in rows:
+            row.ledger_exact = check["exact"]
+        sat_lat = [(e["registered_at"] - e["event_time"]).total_seconds() for e in entries.values()
+                   if not offered or e["event_time"] < wall_start]
+        sat.latency_ms = latency_summary(sat_lat)
+        sat.latency_kind = "event_time -> registered in ledger (pre-published backlog: mostly queueing)"
+        if offered_row:
+            lat = [(e["registered_at"] - e["event_time"]).total_seconds() for e in entries.values()
+                   if e["event_time"] >= wall_start]
+            offered_row.latency_ms = latency_summary(lat)
+            offered_row.latency_kind = "event_time -> registered in ledger"
+        progress(f"ledger: {check}", force=True)
+        return rows
+    finally:
+        dep.close()
+
+
+# -- the fault scenario --------------------------------------------------------------------
+def assigned(worker: WorkerProcess) -> int:
+    try:
+        status, body = worker.get("/ready", timeout=1.0)
+        return int(json.loads(body).get("assigned_partitions", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def run_fault(workdir: Path, sim: Simulation, emissions, settings: Settings, quick: bool) -> dict:
+    progress = Progress("fault")
+    dep = Deployment("fault", workdir, sim, settings, quick)
+    try:
+        progress(f"publishing {len(emissions)} events", force=True)
+        publish(dep.clients, emissions, None, progress)
+        expected = expected_ledger(sim, emissions)
+        victim, survivor = dep.start_worker(), dep.start_worker()
+        t0 = dep.wait_all_ready([victim, survivor])
+        # both must hold partitions, so the kill takes work away from a running worker
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (assigned(victim) and assigned(survivor)):
+            time.sleep(0.05)
+        before = assigned(survivor)
+        threshold = 0.3 * len(expected[0])
+        progress(f"2 workers running; SIGKILL one after {int(threshold)} registrations", force=True)
+        while dep.metric("tkonto_events_registered_total") < threshold and time.monotonic() - t0 < 600:
+            time.sleep(0.02)
+        registered_at_kill = int(dep.metric("tkonto_events_registered_total"))
+        victim_rss = peak_rss_mb(victim.pid)
+        lag_at_kill = dep.lag()
+        t_kill = time.monotonic()
+        victim.kill()
+        progress(f"killed pid {victim.pid} at {registered_at_kill} registered (lag {lag_at_kill})", force=True)
+        t_takeover = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:  # the survivor finished a rebalance that gave it the victim's partitions
+                status, body = survivor.get("/ready", timeout=1.0)
+                if status == 200 and json.loads(body)["assigned_partitions"] > before:
+                    t_takeover = time.monotonic()
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        progress(f"survivor holds {assigned(survivor)} partitions (had {before})", force=True)
+        restarted = dep.start_worker()
+        t_restarted = None
+        if not quick:  # a smoke run does not wait: the drain below needs no second worker
+            restarted.wait_ready(120)
+            t_restarted = time.monotonic()
+        t_drained = dep.wait_drained(None, progress, timeout=300 if quick else 3600)
+        rss = max([victim_rss] + [peak_rss_mb(w.pid) for w in dep.live()])
+        progress("reading the ledger back", force=True)
+        check = compare_ledger(dep.ledger(), expected)
+        result = {
+            "events": len(emissions), "workers": 2, "registered_at_kill": registered_at_kill,
+            "lag_at_kill": lag_at_kill, "killed_mid_run": lag_at_kill > 0,
+            "takeover_s": round(t_takeover - t_kill, 2) if t_takeover else None,
+            "restart_ready_s": round(t_restarted - t_kill, 2) if t_restarted else None,
+            "recovery_s": round(t_drained - t_kill, 2), "run_s": round(t_drained - t0, 2),
+            "session_timeout_s": dep.settings.session_timeout, "peak_rss_mb": round(rss, 1),
+            "expectation": "account.register applied to the published events in publish order (after ingest's checks)",
+            **check,
+        }
+        progress(f"result: {result}", force=True)
+        return result
+    finally:
+        dep.close()
+
+
+# -- the table -----------------------------------------------------------------------------
+def fmt_lat(lat: dict) -> str:
+    return f"{lat['p50']:.0f} / {lat['p99']:.0f} / {lat['max']:.0f}" if lat else "—"
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"# tkonto bench — {report['started']}",
+        "",
+        f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram_gb']} GB RAM, Python {m['python']}, "
+        f"load average before {report['load_before']}, after {report['load_after']}. "
+        f"Embedded broker (Tansu), one fresh broker per row. Arguments: {report['args']}.",
+        "",
+        "| row | mode | events | s | events/s | CPU s / 1k events (workers) | CPU s / 1k events (broker) "
+        "| peak RSS MB | latency p50 / p99 / max ms | ledger exact |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in report["rows"]:
+        exact = "—" if r["ledger_exact"] is None else ("yes" if r["ledger_exact"] else "**NO**")
+        lines.append(f"| {r['name']} | {r['mode']} | {r['events']} | {r['seconds']} | {r['events_per_s']:.0f} | "
+                     f"{r['cpu_per_1k_workers']} | {r['cpu_per_1k_broker']} | {r['peak_rss_mb']} | "
+                     f"{fmt_lat(r['latency_ms'])} | {exact} |")
+    lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()), ""]
+    lines += ["Latency kinds:"] + sorted({f"* {r['name'][:2]} {r['mode']}: {r['latency_kind']}"
+                                          for r in report["rows"] if r["latency_kind"]})
+    f = report.get("fault")
+    if f:
+        lines += ["", "Fault scenario (2 workers, SIGKILL one mid-run, survivor takes over, killed one restarted):", "",
+                  "| events | killed at (registered) | lag at kill | takeover s | restarted ready s | recovery s "
+                  "(kill -> drained) | lost | doubled | extra | payees with wrong totals | exact |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+                  f"| {f['events']} | {f['registered_at_kill']} | {f['lag_at_kill']} | {f['takeover_s']} | "
+                  f"{f['restart_ready_s']} | {f['recovery_s']} | {f['lost']} | {f['doubled']} | {f['extra']} | "
+                  f"{f['payee_totals_mismatched']} of {f['payees']} | {'yes' if f['exact'] else '**NO**'} |",
+                  "", f"Expectation: {f['expectation']}; {f['expected_entries']} ledger entries."]
+    return "\n".join(lines) + "\n"
+
+
+def console_table(report: dict) -> str:
+    head = f"{'row':62} {'mode':14} {'events':>8} {'ev/s':>8} {'cpu/1k w':>9} {'cpu/1k b':>9} {'rss MB':>7} " \
+           f"{'lat p50/p99/max ms':>22} exact"
+    out = [head, "-" * len(head)]
+    for r in report["rows"]:
+        exact = "-" if r["ledger_exact"] is None else ("yes" if r["ledger_exact"] else "NO")
+        out.append(f"{r['name'][:62]:62} {r['mode']:14} {r['events']:>8} {r['events_per_s']:>8.0f} "
+                   f"{r['cpu_per_1k_workers']:>9.3f} {r['cpu_per_1k_broker']:>9.3f} {r['peak_rss_mb']:>7.0f} "
+                   f"{fmt_lat(r['latency_ms']):>22} {exact}")
+    out.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()))
+    f = report.get("fault")
+    if f:
+        out.append(f"fault: {f['events']} events, kill at {f['registered_at_kill']} registered, takeover "
+                   f"{f['takeover_s']} s, recovery (kill -> drained) {f['recovery_s']} s, lost {f['lost']}, "
+                   f"doubled {f['doubled']}, extra {f['extra']}, payees with wrong totals "
+                   f"{f['payee_totals_mismatched']}/{f['payees']}")
+    return "\n".join(out)
+
+
+def run_bench(args) -> int:
+    quick = bool(getattr(args, "quick", False))
+    n_events = 1500 if quick else args.events
+    n_payees = 300 if quick else args.payees
+    rate = 500.0 if quick else float(args.rate)
+    offered_seconds = 1.0 if quick else 30.0
+    n_offered = int(rate * offered_seconds)
+    workers_max = max(1, min(2, int(getattr(args, "workers_max", 2) or 2)))
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings.from_env()
+    if settings.bootstrap_servers:
+        print("tkonto bench: note: the benchmark always uses the embedded broker (KAFKA_BOOTSTRAP_SERVERS ignored)")
+    settings = settings.with_overrides(bootstrap_servers="")
+    workdir = Path(tempfile.mkdtemp(prefix="tkonto-bench-"))
+    report = {"started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+              "load_before": loadavg(),
+              "args": {"events": n_events, "payees": n_payees, "rate": rate, "offered_events": n_offered,
+                       "workers_max": workers_max, "quick": quick, "skip_faults": bool(args.skip_faults),
+                       "payers": N_PAYERS, "seed": SEED, "partitions": settings.partitions,
+                       "batch_size": settings.batch_size, "store": settings.store}}
+    print(f"tkonto bench: {n_events} events over {n_payees} payees, offered load {rate:.0f}/s "
+          f"({n_offered} events); logs in {workdir}; load {report['load_before']}", flush=True)
+    t_start = time.monotonic()
+    sim, saturated, offered = make_emissions(n_payees, n_events, n_offered)
+    raw_rows: list[Row] = []
+    rows: list[Row] = []
+    try:
+        pipe1 = run_pipeline("tkonto-1w", 1, workdir, sim, saturated, offered, rate, settings, quick, raw_rows)
+        rows += raw_rows
+        rows.append(run_naive(workdir, saturated, settings, quick, Progress("naive")))
+        rows += pipe1
+        if workers_max >= 2:
+            rows += run_pipeline("tkonto-2w", 2, workdir, sim, saturated, offered, rate, settings, quick)
+        if not args.skip_faults:
+            report["fault"] = run_fault(workdir, sim, saturated, settings, quick)
+    finally:
+        report["rows"] = [asdict(r) for r in rows]
+    by = {(r.name[:2], r.mode): r for r in rows}
+    ratios = {}
+    p1 = by.get(("3.", "saturated"))
+    for key, label in (("1a", "row 3 / row 1a (default batching)"), ("1b", "row 3 / row 1b (single-record)")):
+        raw = by.get((key, "saturated"))
+        if p1 and raw and raw.events_per_s:
+            ratios[label] = round(p1.events_per_s / raw.events_per_s, 3)
+    p2 = by.get(("4.", "saturated"))
+    if p1 and p2 and p1.events_per_s:
+        ratios["row 4 / row 3 (2 workers vs 1)"] = round(p2.events_per_s / p1.events_per_s, 3)
+    report["ratios"] = ratios
+    report["load_after"] = loadavg()
+    report["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out_dir / "bench.md").write_text(markdown(report))
+    print()
+    print(console_table(report))
+    print(f"\nwritten {out_dir / 'bench.md'} and {out_dir / 'bench.json'} in {report['elapsed_s']} s; "
+          f"load {report['load_after']}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    fault = report.get("fault")
+    ok = all(r.ledger_exact is not False for r in rows) and (not fault or fault["exact"])
+    return 0 if ok else 1
+
+
+# -- profiling -----------------------------------------------------------------------------
+def hot_spots(raw_file: Path, top: int = 25) -> tuple[list, list, int]:
+    """From py-spy's raw (collapsed) output, idle samples excluded: [(function, self %, total %)]
+    ranked by self time, [(function, total %)] ranked by inclusive time, and the sample count."""
+    self_count: dict[str, int] = defaultdict(int)
+    total_count: dict[str, int] = defaultdict(int)
+    samples = 0
+    for line in raw_file.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        samples += n
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        self_count[frames[-1]] += n
+        for f in set(frames):
+            total_count[f] += n
+    ranked = sorted(self_count, key=lambda f: -self_count[f])[:top]
+    return [(f, 100 * self_count[f] / samples, 100 * total_count[f] / samples) for f in ranked], \
+        sorted(((f, 100 * c / samples) for f, c in total_count.items()), key=lambda x: -x[1])[:top], samples
+
+
+def profile(n_events: int, n_payees: int, out: Path) -> int:
+    """Profile one worker draining a pre-published backlog with py-spy (worker runs under py-spy)."""
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(pyspy).exists():
+        print("py-spy not found: `.venv/bin/pip install py-spy` (local investigation only)", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="tkonto-profile-"))
+    sim, saturated, _ = make_emissions(n_payees, n_events, 0)
+    dep = Deployment("profile", workdir, sim, Settings.from_env().with_overrides(bootstrap_servers=""), False)
+    raw = out / "profile-1worker.txt"
+    proc = None
+    try:
+        publish(dep.clients, saturated, None, Progress("profile"))
+        worker = WorkerProcess(dep.settings.with_overrides(data_dir=str(dep.workdir / "data")),
+                               log_file=dep.workdir / "worker.log")
+        env = {**os.environ, **worker.settings.as_env()}
+        proc = spawn_child([pyspy, "record", "-r", "100", "-f", "raw", "-o", str(raw), "--",
+                            sys.executable, "-m", "streams.cli", "worker"], env=env,
+                           stdout=(dep.workdir / "worker.log").open("ab"), stderr=subprocess.STDOUT)
+        worker.proc = proc  # /ready and /metrics are the worker's; the pid is py-spy's
+        dep.workers.append(worker)
+        t0 = dep.wait_all_ready([worker])
+        t1 = dep.wait_drained(len(saturated), Progress("profile"), 3600)
+        print(f"drained {len(saturated)} events in {t1 - t0:.1f} s under py-spy (sampling slows it down)")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # py-spy writes its file and ends the worker
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        dep.workers = []
+        dep.close()
+    ranked, inclusive, samples = hot_spots(raw)
+    lines = [f"py-spy, 1 worker, {len(saturated)} events, {samples} samples (idle excluded)", "",
+             "self % | total % | function", "---: | ---: | ---"]
+    lines += [f"{s:.1f} | {t:.1f} | `{f}`" for f, s, t in ranked]
+    lines += ["", "inclusive (total %) | function", "---: | ---"]
+    lines += [f"{t:.1f} | `{f}`" for f, t in inclusive]
+    (out / "profile-1worker.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "raw-loop":
+        bootstrap, topics, out, expect, single = argv[1:6]
+        print(json.dumps(raw_loop(bootstrap, topics.split(","), out, int(expect), single == "1")))
+        return 0
+    if argv and argv[0] == "naive-worker":
+        bootstrap, topic_in, topic_out, app_id, expect, result_path, partitions = argv[1:8]
+        sys.argv = [sys.argv[0], "worker"]
+        naive_worker(bootstrap, topic_in, topic_out, app_id, int(expect), result_path, int(partitions))
+        return 0
+    if argv and argv[0] == "profile":
+        parser = argparse.ArgumentParser(prog="python -m streams.bench profile")
+        parser.add_argument("--events", type=int, default=100_000)
+        parser.add_argument("--payees", type=int, default=100_000)
+        parser.add_argument("--out", default="results")
+        a = parser.parse_args(argv[1:])
+        return profile(a.events, a.payees, Path(a.out))
+    print("usage: python -m streams.bench raw-loop|naive-worker|profile ... (tkonto bench runs the table)",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
