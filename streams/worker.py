@@ -36,6 +36,7 @@ async def measure_lag():
         read = consumer._read_offset.get(tp)  # last offset handed to an agent, None before any
         done = read + 1 if read is not None else (await consumer.position(tp) or 0)
         lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - done)
+    metrics.CONSUMER_LAG.clear()  # topics this worker no longer owns after a rebalance drop out
     for topic, value in lag.items():
         metrics.CONSUMER_LAG.labels(topic).set(value)
 

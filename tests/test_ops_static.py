@@ -39,22 +39,10 @@ SERVER_LABELS = {"job", "instance", "le"}
 # --- helpers (also used by tests/test_prometheus_live.py) -------------------------------------
 
 def load_yaml(path: Path):
-    """Parse a YAML file: with PyYAML when the venv has it, else with the system Python's
-    (Debian python3-yaml, installed by scripts/system-deps.sh)."""
-    try:
-        import yaml
-    except ImportError:
-        pass
-    else:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    code = ("import json, sys, yaml; "
-            "json.dump(yaml.safe_load(open(sys.argv[1], encoding='utf-8')), sys.stdout, default=str)")
-    python = "/usr/bin/python3"
-    done = subprocess.run([python, "-c", code, str(path)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.fail(f"cannot read {path} as YAML ({done.stderr.strip().splitlines()[-1:]}); "
-                    "install PyYAML or run `make system` (Debian python3-yaml)")
-    return json.loads(done.stdout)
+    """Parse a YAML file (PyYAML, a test dependency)."""
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def exposed_metric_names() -> dict[str, object]:

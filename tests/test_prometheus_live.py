@@ -94,6 +94,9 @@ def publish_demo_traffic(pipe) -> None:
     sth.publish_raw(again, key=b"dup")  # exact redelivery: a duplicate
     sth.publish_raw(b"not avro at all", key=b"x")  # ingest: UNDECODABLE
     sth.publish(payment(STOCKHOLM, make_person(dt.date(1981, 6, 6), 8), "never", "CANCELLED", 50_00))
+    twice = make_person(dt.date(1982, 7, 7), 9)  # the same payment under two ids: DUPLICATE_PAYMENT, a case
+    sth.publish(payment(STOCKHOLM, twice, "twice-1", "EXECUTED", 777_00))
+    sth.publish(payment(STOCKHOLM, twice, "twice-2", "EXECUTED", 777_00))
     for client in clients.values():
         client.flush()
 
@@ -166,10 +169,10 @@ def test_prometheus_scrapes_a_worker_and_every_query_has_data(pipeline_factory, 
             values = prom.api(f"label/{label}/values", **{"match[]": metric})["data"]
             assert sorted(values) == sorted(p.payer_id for p in PAYERS), f"{board}: {title}"
 
-        # The numbers are the traffic's: 20 events per payer plus Stockholm's extra 4.
+        # The numbers are the traffic's: 20 events per payer plus Stockholm's extra 6.
         events_in = {s["metric"]["payer"]: float(s["value"][1])
                      for s in prom.query("sum by (payer) (tkonto_events_in_total)")}
-        assert events_in == {p.payer_id: 20.0 + (4 if p is STOCKHOLM else 0) for p in PAYERS}
+        assert events_in == {p.payer_id: 20.0 + (6 if p is STOCKHOLM else 0) for p in PAYERS}
         rejected = {(s["metric"]["stage"], s["metric"]["reason"]): float(s["value"][1])
                     for s in prom.query("sum by (stage, reason) (tkonto_events_rejected_total)")}
         assert rejected == {("ingest", "UNDECODABLE"): 1.0, ("ledger", "UNKNOWN_PAYMENT"): 1.0}

@@ -115,7 +115,18 @@ PIPELINE_HEALTH = [
 
 # Panels for metrics that later stages add (selection rule hits, review outcomes). Add them
 # here once the metric is defined in streams/metrics.py; see the module docstring.
-ANALYSIS_EXTENSION_PANELS: list[dict] = []
+ANALYSIS_EXTENSION_PANELS: list[dict] = [
+    row("Analysis and review"),
+    panel("Bank account verification, by result", "Verification of Payee outcomes per second "
+          "(MATCH, CLOSE_MATCH, NO_MATCH, NOT_POSSIBLE).",
+          [(f"sum by (result) (rate(tkonto_verification_outcomes_total[{RATE}]))", "{{result}}")], unit="ops",
+          stack=True),
+    panel("Selection hits, last 24 h, by rule", "New selection hits per published rule (docs/rules.md). "
+          "Analysis selects, people decide.",
+          [("sort_desc(sum by (rule) (increase(tkonto_rule_hits_total[24h])))", "{{rule}}")], kind="bargauge"),
+    panel("Review cases, last 24 h, by outcome", "Cases opened (OPEN) and decided by analysts.",
+          [("sum by (outcome) (increase(tkonto_cases_total[24h]))", "{{outcome}}")], kind="bargauge"),
+]
 
 PAYERS_AND_ANALYSIS = [
     row("Payers"),
