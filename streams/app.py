@@ -1,6 +1,12 @@
 """The Faust application: one per worker process, configured from the settings object.
 
 Stages register their agents on ``app`` by being imported (``streams.worker``).
+
+Agents take events in batches (``stream.take_events``) and process each batch WITHOUT
+awaiting anything: in faust-streaming 0.15.3 an ``await`` inside the batch lets a parked
+``add_to_buffer`` append events that are then acknowledged with the batch although they
+were never processed (seen as lost registrations after a SIGKILL). Batches are kept small
+(``TKONTO_BATCH_SIZE``) so the event loop, and with it the HTTP server, is never held long.
 """
 from __future__ import annotations
 

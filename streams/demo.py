@@ -215,7 +215,11 @@ def run_demo(args) -> int:
         worker.wait_ready()
 
         def progress(i: int) -> None:
-            print(f"  published {i:>8}/{total}   registered {worker.registered():>8}", flush=True)
+            try:
+                registered = str(worker.registered())
+            except RuntimeError:
+                registered = "?"
+            print(f"  published {i:>8}/{total}   registered {registered:>8}", flush=True)
 
         started = time.monotonic()
         if scenario is not None:

@@ -27,15 +27,19 @@ def true_end_offsets(bootstrap: str, reported: dict[tuple[str, int], int], quiet
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         consumer.assign([TopicPartition(t, p, high - 1) for (t, p), high in probe.items()])
+        waiting = set(probe)  # the record at reported - 1 exists: wait until each has arrived
         deadline = time.monotonic() + timeout
         last_seen = time.monotonic()
-        while time.monotonic() - last_seen < quiet and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (waiting or time.monotonic() - last_seen < quiet):
             for msg in consumer.consume(10000, quiet / 3):
                 if msg.error():
                     continue
                 tp = (msg.topic(), msg.partition())
+                waiting.discard(tp)
                 result[tp] = max(result[tp], msg.offset() + 1)
                 last_seen = time.monotonic()
+        if waiting:
+            raise RuntimeError(f"could not read the last records of {sorted(waiting)[:3]} within {timeout}s")
         return result
     finally:
         consumer.close()

@@ -59,12 +59,19 @@ class WorkerProcess:
             time.sleep(0.1)
         raise RuntimeError(f"worker not ready at {self.url}{path} after {timeout}s; see {self.log_file}")
 
-    def metric_sum(self, name: str) -> float:
-        """Sum of every sample of metric ``name`` (all label values); 0 when absent."""
-        try:
-            status, body = self.get("/metrics", timeout=2.0)
-        except OSError:
-            return 0.0
+    def metric_sum(self, name: str, attempts: int = 3) -> float:
+        """Sum of every sample of metric ``name`` (all label values); 0 when the worker has
+        not exported it yet. Raises when the worker does not answer (never a silent 0)."""
+        for attempt in range(attempts):
+            try:
+                status, body = self.get("/metrics", timeout=5.0)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"worker at {self.url} did not serve /metrics; see {self.log_file}")
         total = 0.0
         for line in body.decode().splitlines():
             if line.startswith(name) and (line[len(name)] in "{ "):

@@ -91,7 +91,8 @@ class Settings:
         "Consumer group session timeout in seconds; a dead worker's partitions move after this.",
         10.0,
     )
-    batch_size: int = env_field("TKONTO_BATCH_SIZE", "Events an agent takes per batch.", 500)
+    batch_size: int = env_field(
+        "TKONTO_BATCH_SIZE", "Events an agent takes per batch (processed without yielding: keep it small).", 100)
     batch_within: float = env_field("TKONTO_BATCH_WITHIN", "Seconds an agent waits to fill a batch.", 0.05)
     jwt_secret: str = env_field(
         "TKONTO_JWT_SECRET", "HS256 secret for citizen and analyst bearer tokens. Set it in production.", ""
