@@ -41,14 +41,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def paced(items, rate: float, on_progress=None):
+    """Yield ``items`` at ``rate`` per second, calling ``on_progress(count)`` about once a second."""
+    start = last_report = time.monotonic()
+    for i, item in enumerate(items, start=1):
+        yield item
+        ahead = i / rate - (time.monotonic() - start)
+        if ahead > 0.002:
+            time.sleep(ahead)
+        if on_progress and time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            on_progress(i)
+
+
+def _clients(payers, bootstrap: str, settings: Settings) -> dict[str, PayerClient]:
+    return {p.payer_id: PayerClient(p.payer_id, bootstrap, settings) for p in payers}
+
+
 def publish(sim: Simulation, n_events: int, rate: float, bootstrap: str, settings: Settings,
             on_progress=None) -> Counter:
     """Publish the simulation's events at ``rate`` per second; returns counts by kind."""
-    clients = {p.payer_id: PayerClient(p.payer_id, bootstrap, settings) for p in sim.payers}
+    clients = _clients(sim.payers, bootstrap, settings)
     kinds: Counter = Counter()
-    start = time.monotonic()
-    last_report = start
-    for i, emission in enumerate(sim.emissions(n_events), start=1):
+    for emission in paced(sim.emissions(n_events), rate, on_progress):
         client = clients[emission.payer_id]
         if emission.event is None:
             client.publish_raw(emission.raw, key=emission.key or None)
@@ -56,12 +71,6 @@ def publish(sim: Simulation, n_events: int, rate: float, bootstrap: str, setting
             emission.event.setdefault("event_time", dt.datetime.now(dt.timezone.utc))
             client.publish_raw(client.encode(emission.event), key=emission.key)
         kinds[emission.kind] += 1
-        ahead = i / rate - (time.monotonic() - start)
-        if ahead > 0.002:
-            time.sleep(ahead)
-        if on_progress and time.monotonic() - last_report >= 1.0:
-            last_report = time.monotonic()
-            on_progress(i)
     for client in clients.values():
         client.flush()
     return kinds
@@ -70,16 +79,9 @@ def publish(sim: Simulation, n_events: int, rate: float, bootstrap: str, setting
 def publish_events(events: list[dict], payers, rate: float, bootstrap: str, settings: Settings,
                    on_progress=None) -> Counter:
     """Publish ready PaymentEvents (the fraud scenario's) at ``rate`` per second."""
-    clients = {p.payer_id: PayerClient(p.payer_id, bootstrap, settings) for p in payers}
-    start = last_report = time.monotonic()
-    for i, event in enumerate(events, start=1):
+    clients = _clients(payers, bootstrap, settings)
+    for event in paced(events, rate, on_progress):
         clients[event["payer_id"]].publish(event)
-        ahead = i / rate - (time.monotonic() - start)
-        if ahead > 0.002:
-            time.sleep(ahead)
-        if on_progress and time.monotonic() - last_report >= 1.0:
-            last_report = time.monotonic()
-            on_progress(i)
     for client in clients.values():
         client.flush()
     return Counter({"normal": len(events)})

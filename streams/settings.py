@@ -32,30 +32,25 @@ def _bool(name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: use true or false")
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
+def _number(name: str, default, minimum, kind: type, what: str):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r}: must be a whole number") from None
+        raise SettingsError(f"{name}={raw!r}: must be {what}") from None
     if value < minimum:
         raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
     return value
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    return _number(name, default, minimum, int, "a whole number")
 
 
 def _float(name: str, default: float, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: must be a number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
-    return value
+    return _number(name, default, minimum, float, "a number")
 
 
 def env_field(var: str, doc: str, default):
