@@ -1,5 +1,7 @@
-"""Shared fixtures: one real embedded broker per test session; each test gets its own
-topic prefix and Faust application id on it, so tests never see each other's data."""
+"""Shared fixtures: a real embedded broker per test module (the embedded broker keeps
+everything in memory and slows down as it fills, so it is not shared across the whole
+session); each test gets its own topic prefix and Faust application id on it, so tests
+never see each other's data."""
 from __future__ import annotations
 
 import datetime as dt
@@ -27,7 +29,7 @@ UPPSALA_P2 = Payer("2120003005", "Uppsala kommun", "MUNICIPALITY", "0380", "PROP
 MALMO_P3 = Payer("2120001124", "Malmö kommun", "MUNICIPALITY", "1280", "PROPOSAL_3")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker(log_file=log) as b:
@@ -66,7 +68,7 @@ class Pipeline:
         topics = self.input_topics() + [self.catalogue.payments.name]
         return group_lag(self.broker.bootstrap, self.settings.app_id, topics) == 0
 
-    def wait_drained(self, timeout: float = 60.0) -> None:
+    def wait_drained(self, timeout: float = 240.0) -> None:
         assert wait_until(self.drained, timeout, interval=0.3), (
             f"worker did not process everything within {timeout}s; logs in {self.workdir}")
 

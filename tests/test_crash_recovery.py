@@ -38,7 +38,7 @@ def test_kill_minus_nine_mid_stream_loses_nothing_and_doubles_nothing(pipeline_f
     assert wait_until(lambda: first.registered() >= 400, 60, interval=0.05), "worker never got going"
     first.kill()
     second = pipe.start_worker()
-    pipe.wait_drained(timeout=120)
+    pipe.wait_drained()
 
     entries = pipe.ledger()
     by_id = defaultdict(set)
@@ -62,6 +62,6 @@ def test_kill_minus_nine_mid_stream_loses_nothing_and_doubles_nothing(pipeline_f
         clients[event["payer_id"]].publish(event)
     for client in clients.values():
         client.flush()
-    pipe.wait_drained(timeout=120)
+    pipe.wait_drained()
     assert second.registered() == before
     assert second.metric_sum("tkonto_events_duplicate_total") >= 1600
