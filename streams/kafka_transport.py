@@ -131,6 +131,15 @@ class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     reported ends are corrected by ``observe.true_end_offsets`` (a no-op on Apache Kafka).
     """
 
+    def _create_worker_consumer(self, transport):
+        from .settings import Settings
+
+        consumer = super()._create_worker_consumer(transport)
+        # Faust fixes fetch_max_wait_ms at 1500 ms; an idle fetch can be held that long on
+        # every hop of the pipeline. The value is read when the consumer starts.
+        consumer._fetch_max_wait_ms = Settings.from_env().fetch_max_wait_ms
+        return consumer
+
     async def _highwaters(self, partitions):
         reported = await super()._highwaters(partitions)
         bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer)

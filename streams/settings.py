@@ -86,6 +86,9 @@ class Settings:
         "Consumer group session timeout in seconds; a dead worker's partitions move after this.",
         10.0,
     )
+    fetch_max_wait_ms: int = env_field(
+        "TKONTO_FETCH_MAX_WAIT_MS", "Longest a worker's fetch waits for new records; each hop of the pipeline "
+        "can wait this long when idle (Faust's own default, 1500, made a payment take ~2.3 s to be visible).", 100)
     batch_size: int = env_field(
         "TKONTO_BATCH_SIZE", "Events an agent takes per batch (processed without yielding: keep it small).", 100)
     batch_within: float = env_field("TKONTO_BATCH_WITHIN", "Seconds an agent waits to fill a batch.", 0.05)
