@@ -62,6 +62,7 @@ def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime, entry_byt
 
 @app.agent(payments_topic)
 async def ledger(stream):
+    await registers.wait_loaded()  # enrichment after a (re)start must see the registers
     async for batch in stream.take_events(settings.batch_size, settings.batch_within):
         now = dt.datetime.now(dt.timezone.utc)
         for event in batch:

@@ -9,12 +9,14 @@ assignor stalled), so the registers stay out of the consumer group entirely.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
 from confluent_kafka import Consumer, TopicPartition
 
 from .app import app, catalogue, codec, payers, settings
+from .observe import true_end_offsets
 from .payers import Payer
 from .registers import SCHEMAS, payer_from_record
 
@@ -28,6 +30,7 @@ class Registers:
         self.data: dict[str, dict[str, dict]] = {kind: {} for kind in SCHEMAS}
         self._topics = {spec.name: kind for kind, spec in catalogue.registers().items()}
         self._stop = threading.Event()
+        self.caught_up = threading.Event()  # set once the registers are read to where they ended at start
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -45,11 +48,23 @@ class Registers:
             for topic in self._topics:
                 meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
                 tps += [TopicPartition(topic, p, 0) for p in (meta.partitions if meta else [])]
+            reported = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps}
+            remaining = {tp: end for tp, end in true_end_offsets(settings.bootstrap_servers, reported).items() if end > 0}
             consumer.assign(tps)
+            if not remaining:
+                self.caught_up.set()
             while not self._stop.is_set():
                 for msg in consumer.consume(1000, 0.2):
-                    if not msg.error():
-                        self.apply(self._topics[msg.topic()], msg.key(), msg.value())
+                    if msg.error():
+                        continue
+                    self.apply(self._topics[msg.topic()], msg.key(), msg.value())
+                    tp = (msg.topic(), msg.partition())
+                    if tp in remaining and msg.offset() + 1 >= remaining[tp]:
+                        del remaining[tp]
+                        if not remaining:
+                            self.caught_up.set()
+                            log.info("reference registers loaded: %s",
+                                     {kind: len(entries) for kind, entries in self.data.items()})
         except Exception:  # never take the worker down; lookups then miss and are counted
             log.exception("register reader stopped")
         finally:
@@ -65,6 +80,11 @@ class Registers:
             self.data[kind][key.decode()] = codec.decode(value, expect=SCHEMAS[kind])
         except Exception as exc:
             log.warning("ignoring undecodable %s register record: %s", kind, exc)
+
+    async def wait_loaded(self) -> None:
+        """Until the registers are read to where they ended at start (enrichment needs them)."""
+        while not self.caught_up.is_set():
+            await asyncio.sleep(0.05)
 
     def get(self, kind: str, key: str) -> dict | None:
         return self.data[kind].get(key)

@@ -6,7 +6,7 @@ import asyncio
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import analysis, cases, citizen, ingest, ledger  # noqa: F401  (importing registers the agents)
+from . import analysis, cases, citizen, ingest, ledger, reference  # noqa: F401  (importing registers the agents)
 from . import metrics
 from .app import app, settings
 
@@ -18,10 +18,13 @@ async def metrics_view(web, request):
 
 @app.page("/ready")
 async def ready_view(web, request):
-    """200 once this worker has partitions assigned and is not rebalancing (probes, tests)."""
+    """200 once this worker has partitions assigned, is not rebalancing and has read the
+    reference registers (probes, tests)."""
     assigned = len(app.consumer.assignment()) if app.consumer else 0
-    ok = assigned > 0 and not app.rebalancing
-    return web.json({"ready": ok, "assigned_partitions": assigned}, status=200 if ok else 503)
+    loaded = reference.registers.caught_up.is_set()
+    ok = assigned > 0 and not app.rebalancing and loaded
+    return web.json({"ready": ok, "assigned_partitions": assigned, "registers_loaded": loaded},
+                    status=200 if ok else 503)
 
 
 @app.timer(interval=5.0)
