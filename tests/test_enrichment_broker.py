@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -114,7 +115,6 @@ def test_scopes_route_exactly_and_registers_drive_verification(pipeline_factory,
     ref_load(pipe, "accounts", accounts_csv(tmp_path / "accounts2.csv", closed_a="2026-10-31"))
     ref_load(pipe, "population", population_csv(tmp_path / "population2.csv", a_deceased="2026-11-10"))
     worker = pipe.workers[0]
-    import time
     time.sleep(1.5)  # the worker follows the register topics continuously
     sth.publish(payment(STOCKHOLM, A, "s-a2", "EXECUTED", 100_00, bank_account=ACC_A))
     sth.flush()
@@ -122,4 +122,16 @@ def test_scopes_route_exactly_and_registers_drive_verification(pipeline_factory,
     later = {e["payment"]["payment_id"]: e for e in (codec.decode(m.value()) for m in read_topic(bs, cat.enriched.name))}
     assert later["s-a2"]["verification"]["result"] == "NOT_POSSIBLE"
     assert later["s-a2"]["payee_status"] == "DECEASED"
-    assert worker.metric_sum("tkonto_verification_outcomes_total") == 6
+
+    # A payer's scope changes in the registry: it applies to its next payment, no restart.
+    write(tmp_path / "payers2.csv", ["payer_id", "name", "kind", "region_code", "scope"],
+          [[p.payer_id, p.name, p.kind, p.region_code, "PROPOSAL_1" if p is UPPSALA_P2 else p.scope]
+           for p in (STOCKHOLM, UPPSALA_P2, MALMO_P3)])
+    ref_load(pipe, "payers", tmp_path / "payers2.csv")
+    time.sleep(1.5)
+    upp.publish(payment(UPPSALA_P2, C, "u-c", "EXECUTED", 600_00, bank_account=ACC_X))
+    upp.flush()
+    pipe.wait_drained()
+    assert "u-c" in {e["payment_id"] for e in pipe.ledger()}  # now in the ledger (PROPOSAL_1)
+    assert "u-a" not in {e["payment_id"] for e in pipe.ledger()}  # the earlier PROPOSAL_2 payment stays out
+    assert worker.metric_sum("tkonto_verification_outcomes_total") == 7
