@@ -39,7 +39,7 @@ VERIFICATION_RESULTS = ("MATCH", "CLOSE_MATCH", "NO_MATCH", "NOT_POSSIBLE")
 PAYEE_STATUSES = ("ALIVE", "DECEASED", "EMIGRATED", "UNKNOWN", "ORGANISATION")
 
 
-def _record(item) -> dict | None:
+def as_record(item) -> dict | None:
     """A register entry as its Avro record dict (dataclasses are converted)."""
     if item is None or isinstance(item, dict):
         return item
@@ -98,7 +98,7 @@ def verify_account(
     matched holder (payee, representative, or close-matching holder), None for NO_MATCH
     and NOT_POSSIBLE; ``matched_as`` is PAYEE or REPRESENTATIVE for a MATCH, else None.
     """
-    account = _record(account_record)
+    account = as_record(account_record)
     if account is None or not account_open_on(account, payout_date):
         return _result("NOT_POSSIBLE")
     holders = account["holders"]
@@ -137,7 +137,7 @@ def payee_status(person, payee_id: str, payout_date: dt.date) -> str:
     count: the status is the one on the payout date)."""
     if is_organisation(payee_id):
         return "ORGANISATION"
-    record = _record(person)
+    record = as_record(person)
     if record is None:
         return "UNKNOWN"
     deceased = record.get("deceased_date")
@@ -162,9 +162,9 @@ def enrich(payment_event: dict, payer, account_record, person_record, now: dt.da
     municipality of residence is None (whatever the record holds), no address-like value
     is copied, and a MATCH on the payee's own account does not repeat the payee's name.
     """
-    payer_rec = _record(payer)
-    person = _record(person_record)
-    account = _record(account_record)
+    payer_rec = as_record(payer)
+    person = as_record(person_record)
+    account = as_record(account_record)
     payout = payment_event["payout_date"]
     protected = bool(person and person.get("protected_identity"))
     verification = verify_account(

@@ -345,38 +345,31 @@ def load_csv(kind: str, path: str | Path) -> list:
         errors.append(LineError(name, line, exc.column, exc.problem, exc.fix))
 
     if kind == "payers":
-        payers: list[Payer] = []
-        seen: dict[str, int] = {}
-        for line, row in _rows(path, PAYER_COLUMNS, errors):
-            try:
-                payer = check_payer_row(row)
-                if payer.payer_id in seen:
-                    raise _Bad("payer_id", f"{payer.payer_id} already on line {seen[payer.payer_id]}",
-                               "keep one row per payer")
-                seen[payer.payer_id] = line
-                payers.append(payer)
-            except _Bad as exc:
-                bad(line, exc)
-        result: list = payers
+        result = _load_unique(path, PAYER_COLUMNS, check_payer_row, "payer_id", "payer", errors, bad)
     elif kind == "population":
-        people: list[Person] = []
-        seen = {}
-        for line, row in _rows(path, POPULATION_COLUMNS, errors):
-            try:
-                person = check_person_row(row)
-                if person.person_id in seen:
-                    raise _Bad("person_id", f"{person.person_id} already on line {seen[person.person_id]}",
-                               "keep one row per person")
-                seen[person.person_id] = line
-                people.append(person)
-            except _Bad as exc:
-                bad(line, exc)
-        result = people
+        result = _load_unique(path, POPULATION_COLUMNS, check_person_row, "person_id", "person", errors, bad)
     else:
         result = _load_accounts(path, errors, bad)
     if errors:
         raise RegisterFileError(errors)
     return result
+
+
+def _load_unique(path: Path, columns, check, id_field: str, what: str, errors: list, bad) -> list:
+    """Rows checked by ``check``, one per ``id_field``: a repeated id is a bad line."""
+    items: list = []
+    seen: dict[str, int] = {}
+    for line, row in _rows(path, columns, errors):
+        try:
+            item = check(row)
+            key = getattr(item, id_field)
+            if key in seen:
+                raise _Bad(id_field, f"{key} already on line {seen[key]}", f"keep one row per {what}")
+            seen[key] = line
+            items.append(item)
+        except _Bad as exc:
+            bad(line, exc)
+    return items
 
 
 @dataclass

@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .enrichment import strip_patient_secrecy
+from .enrichment import as_record, strip_patient_secrecy
 from .identity import is_valid, mask
 
 OPEN = "OPEN"
@@ -430,13 +430,8 @@ def decide(case: dict, outcome: str, analyst: str, reason: str, now: dt.datetime
 
 # -- in-depth review export ---------------------------------------------------------------
 def _register_record(item) -> dict | None:
-    if item is None or isinstance(item, dict):
-        return copy.deepcopy(item)
-    if hasattr(item, "to_record"):
-        return item.to_record()
-    if hasattr(item, "as_dict"):
-        return item.as_dict()
-    raise TypeError(f"not a person record: {type(item).__name__}")
+    """``enrichment.as_record``, never sharing a caller's dict (the export is edited)."""
+    return copy.deepcopy(item) if isinstance(item, dict) else as_record(item)
 
 
 def is_address_like(circumstance_name: str) -> bool:
