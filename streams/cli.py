@@ -6,7 +6,6 @@ that names the fix.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 

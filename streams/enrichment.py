@@ -25,7 +25,6 @@ Verification outcomes (first that applies):
 """
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import difflib
 import itertools

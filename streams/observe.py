@@ -5,7 +5,6 @@ import time
 from typing import Callable, Iterable
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from .codec import default_codec
 

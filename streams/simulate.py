@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from .categories import CATEGORIES
 from .identity import make_organisation, random_person
 from .payers import Payer
 

@@ -1,7 +1,6 @@
 """The worker process: every stage's agents on one Faust app, plus /metrics."""
 from __future__ import annotations
 
-import asyncio
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -1,7 +1,6 @@
 """SIGKILL a worker mid-stream, restart it: the ledger ends exactly right."""
 from __future__ import annotations
 
-import datetime as dt
 import random
 from collections import defaultdict
 
