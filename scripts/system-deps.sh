@@ -5,8 +5,6 @@
 #   chromium                headless browser for the citizen page
 #   docker-compose          `docker-compose config` validates docker-compose.yml, when the
 #                           docker client has no `docker compose` plugin (no engine needed)
-#   python3-yaml            YAML reader for tests/test_ops_static.py when the project venv
-#                           has none (the ops files are YAML; the venv has no YAML package)
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
@@ -16,7 +14,6 @@ if ! { command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>
    && ! command -v docker-compose >/dev/null 2>&1; then
   need+=(docker-compose)
 fi
-/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing Debian packages: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
