@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import uuid
 
@@ -26,7 +25,7 @@ from .auth import AuthConfigError, AuthError, verify
 from .identity import mask
 from .observe import read_topic
 from .review import ReviewError, decide, export_json, export_person, open_or_update_case
-from .web import for_key
+from .web import for_key, json_error
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +108,7 @@ def _analyst(request) -> str:
 
 
 def _error(web, exc: Exception, endpoint: str):
-    status = getattr(exc, "status", 503 if isinstance(exc, AuthConfigError) else 500)
-    metrics.API_REQUESTS.labels(endpoint, str(status)).inc()
-    headers = {"WWW-Authenticate": 'Bearer realm="tkonto"'} if status == 401 else None
-    return web.bytes(json.dumps({"error": str(exc)}).encode(), content_type="application/json", status=status,
-                     headers=headers)
+    return json_error(web, endpoint, exc)
 
 
 def latest_cases() -> dict[str, dict]:

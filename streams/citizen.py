@@ -18,7 +18,7 @@ from .citizen_page import PAGE_PATH, render_error_page, render_login_page, rende
 from .citizen_view import ViewError, citizen_item, fold, payments_response, query_args
 from .identity import mask
 from .reference import current_payer
-from .web import for_key
+from .web import for_key, json_error, status_of
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,11 @@ async def citizen(stream):
                 metrics.CITIZEN_VISIBILITY_LATENCY.observe(max(0.0, (seen - entry["event_time"]).total_seconds()))
 
 
-async def _for_person(web, request, person: str, respond):
-    """Answer on the worker that owns the person's partition (forwarded there if need be)."""
+async def _for_person(web, request, person: str, endpoint: str, respond):
+    """Answer on the worker that owns the person's partition (forwarded there if need be);
+    the request is counted where it is answered, once."""
     async def local():
+        metrics.API_REQUESTS.labels(endpoint, "200").inc()
         return respond(load_view(views.get(person.encode())))
     return await for_key(web, request, views, person.encode(), local)
 
@@ -65,16 +67,10 @@ async def my_payments(web, request):
         args = query_args(request.query)
         today = dt.datetime.now(dt.timezone.utc).date()
         payments_response(None, today, **args)  # validate the query before any routing
-    except (AuthError, ViewError) as exc:
-        metrics.API_REQUESTS.labels("me_payments", str(exc.status)).inc()
-        headers = {"WWW-Authenticate": 'Bearer realm="tkonto"'} if exc.status == 401 else None
-        return web.json({"error": str(exc)}, status=exc.status, headers=headers)
-    except AuthConfigError as exc:
-        metrics.API_REQUESTS.labels("me_payments", "503").inc()
-        return web.json({"error": str(exc)}, status=503)
-    metrics.API_REQUESTS.labels("me_payments", "200").inc()
+    except (AuthError, ViewError, AuthConfigError) as exc:
+        return json_error(web, "me_payments", exc)
     log.debug("payments for %s", mask(principal.subject))
-    return await _for_person(web, request, principal.subject,
+    return await _for_person(web, request, principal.subject, "me_payments",
                              lambda view: web.json(payments_response(view, today, **args)))
 
 
@@ -107,15 +103,12 @@ async def my_payments_page(web, request):
         args = query_args(query)
         today = dt.datetime.now(dt.timezone.utc).date()
         payments_response(None, today, **args)
-    except (AuthError, ViewError) as exc:
-        metrics.API_REQUESTS.labels("page", str(exc.status)).inc()
-        return web.html(render_error_page(exc.status, str(exc)), status=exc.status)
-    except AuthConfigError as exc:
-        metrics.API_REQUESTS.labels("page", "503").inc()
-        return web.html(render_error_page(503, str(exc)), status=503)
-    metrics.API_REQUESTS.labels("page", "200").inc()
+    except (AuthError, ViewError, AuthConfigError) as exc:
+        status = status_of(exc)
+        metrics.API_REQUESTS.labels("page", str(status)).inc()
+        return web.html(render_error_page(status, str(exc)), status=status)
     return await _for_person(
-        web, request, principal.subject,
+        web, request, principal.subject, "page",
         lambda view: web.html(render_page(payments_response(view, today, **args), person_label(principal.subject))))
 
 

@@ -25,7 +25,7 @@ from .observe import decode_topic, group_lag, wait_until
 from .payers import write_payers
 from .process import WorkerProcess
 from .settings import Settings
-from .simulate import Simulation
+from .simulate import Simulation, make_payers
 from .topics import Catalogue, ensure_topics
 
 
@@ -198,7 +198,7 @@ def run_demo(args) -> int:
             print(f"fraud scenario: {total} events, patterns injected for {len(scenario.labels)} rules "
                   "(--events and --payers do not apply)")
         else:
-            payers = Simulation.create(args.payers, 1, args.seed).payers
+            payers = make_payers(args.payers, random.Random(args.seed))  # the payers Simulation.create makes
             registers = generate_registers(random.Random(args.seed), args.payees, payers)
             sim = Simulation.create(args.payers, args.payees, args.seed, profiles=registers.payees)
             total = args.events

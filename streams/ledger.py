@@ -42,10 +42,11 @@ def load_account(raw: bytes | None, payee_id: str) -> dict:
 def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime, entry_bytes: bytes | None = None) -> None:
     """Enrich an accepted payment and send it where its payer's scope allows."""
     account_record = registers.get("accounts", record["bank_account"])
-    person_record = registers.get("population", record["payee_id"]) if len(record["payee_id"]) == 12 else None
+    is_person = len(record["payee_id"]) == 12  # organisations are not in the population register
+    person_record = registers.get("population", record["payee_id"]) if is_person else None
     if account_record is None:
         metrics.ENRICHMENT_LOOKUP_MISSING.labels("accounts").inc()
-    if person_record is None and len(record["payee_id"]) == 12:
+    if is_person and person_record is None:
         metrics.ENRICHMENT_LOOKUP_MISSING.labels("population").inc()
     enriched = enrich(record, payer, account_record, person_record, now)
     if entry is not None:

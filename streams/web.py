@@ -7,9 +7,12 @@ request carries a header so it is never forwarded twice.
 """
 from __future__ import annotations
 
+import json
 from typing import Awaitable, Callable
 
+from . import metrics
 from .app import app
+from .auth import AuthConfigError
 
 ROUTED = "X-Tkonto-Routed"
 FORWARD_REQUEST = ("Authorization", "Cookie", "Content-Type", "Accept")
@@ -36,3 +39,17 @@ async def for_key(web, request, table, key: bytes, local: Callable[[], Awaitable
                                        data=await request.read(), allow_redirects=False) as response:
         return web.bytes(await response.read(), content_type=response.content_type, status=response.status,
                          headers={h: response.headers[h] for h in FORWARD_RESPONSE if h in response.headers})
+
+
+def status_of(exc: Exception) -> int:
+    """The HTTP status of a request error: its own, or 503 when the server lacks its JWT secret."""
+    return 503 if isinstance(exc, AuthConfigError) else getattr(exc, "status", 500)
+
+
+def json_error(web, endpoint: str, exc: Exception):
+    """A JSON error answer, counted in tkonto_api_requests_total; 401 says how to authenticate."""
+    status = status_of(exc)
+    metrics.API_REQUESTS.labels(endpoint, str(status)).inc()
+    headers = {"WWW-Authenticate": 'Bearer realm="tkonto"'} if status == 401 else None
+    return web.bytes(json.dumps({"error": str(exc)}).encode(), content_type="application/json", status=status,
+                     headers=headers)
