@@ -9,6 +9,21 @@ from confluent_kafka import Consumer, TopicPartition
 from .codec import default_codec
 
 
+def partitions_of(consumer: Consumer, topics: Iterable[str], timeout: float = 10.0) -> list[TopicPartition]:
+    """Every partition of the ``topics`` that exist."""
+    tps = []
+    for topic in topics:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is not None and meta.error is None:
+            tps += [TopicPartition(topic, p) for p in meta.partitions]
+    return tps
+
+
+def reported_ends(consumer: Consumer, tps: Iterable[TopicPartition], timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """The broker's own high watermarks (to be corrected by ``true_end_offsets``)."""
+    return {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in tps}
+
+
 def true_end_offsets(bootstrap: str, reported: dict[tuple[str, int], int], quiet: float = 0.3,
                      timeout: float = 10.0) -> dict[tuple[str, int], int]:
     """Correct reported high watermarks by reading from the last batch's base offset.
@@ -48,11 +63,7 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, 
     """True end offset of every partition of ``topic`` (see ``true_end_offsets``)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tkonto-observer", "enable.auto.commit": False})
     try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return {}
-        reported = {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-                    for p in meta.partitions}
+        reported = reported_ends(consumer, partitions_of(consumer, [topic], timeout), timeout)
     finally:
         consumer.close()
     return {p: end for (_, p), end in true_end_offsets(bootstrap, reported, timeout=timeout).items()}
@@ -92,26 +103,19 @@ def group_lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
     """Messages in ``topics`` not yet committed by consumer group ``group``."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        tps = []
-        for topic in topics:
-            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is not None and meta.error is None:
-                tps += [TopicPartition(topic, p) for p in meta.partitions]
+        tps = partitions_of(consumer, topics)
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}
-        reported = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        reported = reported_ends(consumer, tps)
     finally:
         consumer.close()
     ends = true_end_offsets(bootstrap, reported)
     return sum(max(0, end - max(committed.get(tp, -1), 0)) for tp, end in ends.items())
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.25,
-               progress: Callable[[], None] | None = None) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        if progress:
-            progress()
         time.sleep(interval)
     return predicate()

@@ -16,7 +16,7 @@ import threading
 from confluent_kafka import Consumer, TopicPartition
 
 from .app import app, catalogue, codec, payers, settings
-from .observe import true_end_offsets
+from .observe import partitions_of, reported_ends, true_end_offsets
 from .payers import Payer
 from .registers import SCHEMAS, payer_from_record
 
@@ -44,11 +44,8 @@ class Registers:
         consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.app_id}-registers",
                              "enable.auto.commit": False, "auto.offset.reset": "earliest"})
         try:
-            tps = []
-            for topic in self._topics:
-                meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
-                tps += [TopicPartition(topic, p, 0) for p in (meta.partitions if meta else [])]
-            reported = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in tps}
+            tps = [TopicPartition(tp.topic, tp.partition, 0) for tp in partitions_of(consumer, self._topics, 30)]
+            reported = reported_ends(consumer, tps, 30)
             remaining = {tp: end for tp, end in true_end_offsets(settings.bootstrap_servers, reported).items() if end > 0}
             consumer.assign(tps)
             if not remaining:
