@@ -25,6 +25,11 @@ from faust.types import HeadersArg
 from .observe import true_end_offsets
 
 
+def bootstrap_of(urls) -> str:
+    """Faust's broker URLs as a librdkafka bootstrap list."""
+    return ",".join(f"{url.host}:{url.port or 9092}" for url in urls)
+
+
 def _resolve(fut: asyncio.Future, err, msg) -> None:
     if fut.done():
         return
@@ -48,9 +53,8 @@ class Producer(aiokafka_driver.Producer):
     def _rd_config(self) -> dict[str, Any]:
         from .settings import Settings
 
-        hosts = ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_producer)
         return {**Settings.from_env().producer_tuning(),
-            "bootstrap.servers": hosts,
+            "bootstrap.servers": bootstrap_of(self.app.conf.broker_producer),
             "client.id": f"{self.app.conf.id}-producer",
             "linger.ms": 5,
             "acks": "all",
@@ -142,7 +146,7 @@ class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions):
         reported = await super()._highwaters(partitions)
-        bootstrap = ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer)
+        bootstrap = bootstrap_of(self.app.conf.broker_consumer)
         loop = asyncio.get_running_loop()
         corrected = await loop.run_in_executor(
             None, true_end_offsets, bootstrap, {(tp.topic, tp.partition): high for tp, high in reported.items()})
