@@ -270,7 +270,7 @@ class Deployment:
         return [self.catalogue.payer_input(pid).name for pid in self.payer_ids]
 
     def lag(self) -> int:
-        return group_lag(self.bootstrap, self.settings.app_id, self.input_topics() + [self.catalogue.payments.name])
+        return group_lag(self.bootstrap, self.settings.pipeline_group, self.catalogue.pipeline_inputs(self.payer_ids))
 
     def start_worker(self) -> WorkerProcess:
         n = len(self.workers) + 1

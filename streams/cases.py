@@ -25,7 +25,7 @@ from .auth import AuthConfigError, AuthError, verify
 from .identity import mask
 from .observe import read_topic
 from .review import ReviewError, decide, export_json, export_person, open_or_update_case
-from .web import for_key, json_error
+from .web import for_key, json_error, table_owner
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ async def show_case(web, request, case_id):
             return _error(web, ReviewError(404, f"no case {case_id}"), "case")
         metrics.API_REQUESTS.labels("case", "200").inc()
         return _json(web, case)
-    return await for_key(web, request, cases_table, case_id.encode(), local)
+    return await for_key(web, request, table_owner(cases_table, case_id.encode()), local)
 
 
 @app.page("/api/v1/cases/{case_id}/decision")
@@ -184,7 +184,7 @@ class CaseDecision(View):
             metrics.API_REQUESTS.labels("decision", "200").inc()
             log.info("case %s decided %s by %s", case_id, outcome["status"], mask(analyst))
             return _json(web, outcome)
-        return await for_key(web, request, cases_table, case_id.encode(), local)
+        return await for_key(web, request, table_owner(cases_table, case_id.encode()), local)
 
 
 def person_records(person_id: str) -> tuple[list[dict], list[dict]]:

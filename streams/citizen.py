@@ -2,9 +2,9 @@
 
 The citizen topic carries ledger entries keyed by viewer (the payee, and the
 representative when there is one). Each viewer's view lives in the ``citizen-views``
-table, partitioned like the topic; a request for a person is routed to the worker that
-owns that person's partition (Faust's router, as ``table_route`` does, with the key taken
-from the verified token instead of the URL), so any worker answers for anyone.
+store, partitioned like the topic; a request for a person is routed to the worker that
+owns that person's partition (``owners``, with the key taken from the verified token,
+never from the URL), so any worker answers for anyone.
 """
 from __future__ import annotations
 
@@ -12,52 +12,62 @@ import datetime as dt
 import logging
 
 from . import metrics
-from .app import app, catalogue, codec, raw_topic, settings
+from .app import app, catalogue, codec, settings
 from .auth import AuthConfigError, AuthError, verify, verify_token
 from .citizen_page import PAGE_PATH, render_error_page, render_login_page, render_page
 from .citizen_view import ViewError, citizen_item, fold, payments_response, query_args
 from .identity import mask
+from .engine import Output, Stage
+from .ingest import failed
+from .owners import owners, partition_of
 from .reference import current_payer
-from .web import for_key, json_error, status_of
+from .state import Store
+from .web import for_key, ident, json_error, status_of
 
 log = logging.getLogger(__name__)
 
 VIEW_SCHEMA = "se.tkonto.state.CitizenView"
 API_PATH = "/api/v1/me/payments"
 
-citizen_topic = raw_topic(catalogue.citizen.name)
-views = app.Table("citizen-views", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                  help="Citizen views keyed by viewer (Avro CitizenView).")
+citizen_topic = catalogue.citizen.name
+views = Store("citizen-views", VIEW_SCHEMA, citizen_topic, catalogue.changelog("citizen-views").name, codec,
+              settings.store, settings.data_dir)
 
 
-def load_view(raw: bytes | None) -> dict | None:
-    return codec.decode(raw, expect=VIEW_SCHEMA) if raw else None
+def citizen(msg, out: Output) -> None:
+    """Stage: one ledger entry for a viewer -> that viewer's citizen view."""
+    entry = codec.decode(msg.value(), expect="LedgerEntry")
+    payer = current_payer(entry["payer_id"])
+    key = msg.key()
+    item = citizen_item(entry, payer.name if payer else entry["payer_id"], key.decode())
+    before = views.get(msg.partition(), key)
+    after = fold(before, item)
+    if after is not before:
+        views.put(msg.partition(), key, after, out.changelog)
+        seen = dt.datetime.now(dt.timezone.utc)
+        metrics.CITIZEN_VISIBILITY_LATENCY.observe(max(0.0, (seen - entry["event_time"]).total_seconds()))
 
 
-@app.agent(citizen_topic)
-async def citizen(stream):
-    async for batch in stream.take_events(settings.batch_size, settings.batch_within):
-        for event in batch:
-            stream._set_current_event(event)
-            msg = event.message
-            entry = codec.decode(msg.value, expect="LedgerEntry")
-            payer = current_payer(entry["payer_id"])
-            item = citizen_item(entry, payer.name if payer else entry["payer_id"], msg.key.decode())
-            before = load_view(views.get(msg.key))
-            after = fold(before, item)
-            if after is not before:
-                views[msg.key] = codec.encode(VIEW_SCHEMA, after)
-                seen = dt.datetime.now(dt.timezone.utc)
-                metrics.CITIZEN_VISIBILITY_LATENCY.observe(max(0.0, (seen - entry["event_time"]).total_seconds()))
+stage = Stage("citizen", [citizen_topic], citizen, failed("citizen"))
+stores = [views]
+
+
+def local_view(key: bytes) -> dict | None:
+    """The view of ``key`` if this worker holds its partition (None: no payments yet)."""
+    part = views.partitions.get(partition_of(key, settings.partitions))
+    return part.peek(key) if part is not None else None
 
 
 async def _for_person(web, request, person: str, endpoint: str, respond):
     """Answer on the worker that owns the person's partition (forwarded there if need be);
     the request is counted where it is answered, once."""
+    key = person.encode()
+
     async def local():
         metrics.API_REQUESTS.labels(endpoint, "200").inc()
-        return respond(load_view(views.get(person.encode())))
-    return await for_key(web, request, views, person.encode(), local)
+        return respond(local_view(key))
+    owner = owners.owner(citizen_topic, key)
+    return await for_key(web, request, ident(owner) if owner else None, local)
 
 
 @app.page(API_PATH)

@@ -229,10 +229,10 @@ def run_demo(args) -> int:
         else:
             kinds = publish(sim, args.events, args.rate, bootstrap, settings, progress)
         print(f"  published {sum(kinds.values()):>8}/{total}; waiting for the worker to catch up ...")
-        topics = [catalogue.payer_input(p.payer_id).name for p in payers] + [
-            catalogue.payments.name, catalogue.citizen.name, catalogue.analysis.name,
-            catalogue.analysis_by_account.name, catalogue.signals.name]
-        drained = wait_until(lambda: group_lag(bootstrap, settings.app_id, topics) == 0, args.timeout, interval=0.5)
+        topics = catalogue.pipeline_inputs(p.payer_id for p in payers)
+        drained = wait_until(lambda: group_lag(bootstrap, settings.pipeline_group, topics) == 0
+                             and group_lag(bootstrap, settings.app_id, [catalogue.signals.name]) == 0,
+                             args.timeout, interval=0.5)
         elapsed = time.monotonic() - started
         if not drained:
             print(f"tkonto: warning: the worker did not catch up within {args.timeout:.0f} s; "

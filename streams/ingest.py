@@ -10,17 +10,18 @@ import logging
 from dataclasses import dataclass
 
 from . import metrics
-from .app import app, catalogue, codec, emit, payers, raw_topic, settings
+from .app import catalogue, codec, payers
 from .codec import Codec, CodecError
-from .deadletters import SOURCE_HEADER, dead_letter, encode_source
+from .deadletters import SOURCE_HEADER, dead_letter, decode_source, encode_source
+from .engine import Output, Stage
 from .payers import Payer
 from .validation import Rejected, check_payment
 
 log = logging.getLogger(__name__)
 
 payer_topic_names = [catalogue.payer_input(pid).name for pid in sorted(payers)]
-payments_topic = raw_topic(catalogue.payments.name)
-deadletter_topic = raw_topic(catalogue.deadletter.name)
+payments_topic = catalogue.payments.name
+deadletter_topic = catalogue.deadletter.name
 
 
 @dataclass
@@ -46,24 +47,35 @@ def screen(codec: Codec, payer: Payer | None, topic: str, partition: int, offset
     return Screened(event=event)
 
 
-if payer_topic_names:
-    @app.agent(raw_topic(*payer_topic_names))
-    async def ingest(stream):
-        async for batch in stream.take_events(settings.batch_size, settings.batch_within):
-            for event in batch:
-                msg = event.message
-                payer = payers.get(catalogue.payer_of_topic(msg.topic))
-                metrics.EVENTS_IN.labels(payer.payer_id if payer else "unknown").inc()
-                result = screen(codec, payer, msg.topic, msg.partition, msg.offset, msg.key, msg.value)
-                if result.event is not None:
-                    emit(payments_topic, result.event["payee_id"].encode(), msg.value,
-                         [(SOURCE_HEADER, encode_source(msg.topic, msg.partition, msg.offset))])
-                else:
-                    send_dead_letter(result.dead_letter)
-else:
+def ingest(msg, out: Output) -> None:
+    """Stage: one raw record from a payer's topic -> the payments topic, or a dead letter."""
+    topic = msg.topic()
+    payer = payers.get(catalogue.payer_of_topic(topic))
+    metrics.EVENTS_IN.labels(payer.payer_id if payer else "unknown").inc()
+    value = msg.value()
+    result = screen(codec, payer, topic, msg.partition(), msg.offset(), msg.key(), value)
+    if result.event is not None:
+        out.write(payments_topic, result.event["payee_id"].encode(), value,
+                  headers=[(SOURCE_HEADER, encode_source(topic, msg.partition(), msg.offset()))])
+    else:
+        send_dead_letter(out, result.dead_letter)
+
+
+def failed(stage: str):
+    """What a stage does with a record it failed on unexpectedly: a dead letter, never a crash."""
+    def on_error(msg, exc: Exception, out: Output) -> None:
+        headers = dict(msg.headers() or [])
+        source = decode_source(headers.get(SOURCE_HEADER), (msg.topic(), msg.partition(), msg.offset()))
+        send_dead_letter(out, dead_letter("PROCESSING_ERROR", f"{type(exc).__name__}: {exc}", stage, source,
+                                          msg.key(), msg.value()))
+    return on_error
+
+
+if not payer_topic_names:
     log.warning("no payers configured (TKONTO_PAYERS_FILE is empty): ingest consumes nothing")
+stage = Stage("ingest", payer_topic_names, ingest, failed("ingest"))
 
 
-def send_dead_letter(letter: dict) -> None:
+def send_dead_letter(out: Output, letter: dict) -> None:
     metrics.EVENTS_REJECTED.labels(letter["stage"], letter["reason"]).inc()
-    emit(deadletter_topic, letter["source_topic"].encode(), codec.encode("DeadLetter", letter))
+    out.write(deadletter_topic, letter["source_topic"].encode(), codec.encode("DeadLetter", letter))

@@ -1,45 +1,42 @@
 """Ledger: the transaction accounts, one per payee, registered idempotently.
 
-Reads the payee-keyed payments topic, applies each event to the payee's account
-(``account.register``) in the ``accounts`` table, and writes every registered change to
-the ledger topic. A redelivered event changes nothing and re-emits its original entry.
-Then every accepted payment is enriched and routed by its payer's scope (``routing``).
+Stage ``ledger`` reads the payee-keyed payments topic, applies each event to the payee's
+account (``account.register``) in the ``accounts`` store, and writes every registered
+change to the ledger topic. A redelivered event changes nothing and re-emits its original
+entry. Then every accepted payment is enriched and routed by its payer's scope
+(``routing``); what goes to the analysis topic is also evaluated at once by the payee
+rules (``analysis.analyse_payee``), which are keyed by payee like this stage.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 
-from . import metrics
+from . import analysis, metrics
 from .account import new_account, register
-from .app import app, catalogue, codec, emit, raw_topic, settings
+from .app import catalogue, codec, settings
 from .deadletters import SOURCE_HEADER, dead_letter, decode_source
+from .engine import Output, Stage
 from .enrichment import enrich
-from .ingest import payments_topic, send_dead_letter
+from .ingest import failed, send_dead_letter
 from .reference import current_payer, registers
 from .routing import routes
+from .state import Store
 
 log = logging.getLogger(__name__)
 
 ACCOUNT_SCHEMA = "se.tkonto.state.Account"
 
-ledger_topic = raw_topic(catalogue.ledger.name)
-output_topics = {
-    "enriched": raw_topic(catalogue.enriched.name),
-    "citizen": raw_topic(catalogue.citizen.name),
-    "analysis": raw_topic(catalogue.analysis.name),
-}
-accounts = app.Table(
-    "accounts", key_type=bytes, value_type=bytes,
-    partitions=settings.partitions, help="Transaction accounts keyed by payee (Avro Account).",
-)
+payments_topic = catalogue.payments.name
+ledger_topic = catalogue.ledger.name
+output_topics = {"enriched": catalogue.enriched.name, "citizen": catalogue.citizen.name,
+                 "analysis": catalogue.analysis.name}
+accounts = Store("accounts", ACCOUNT_SCHEMA, payments_topic, catalogue.changelog("accounts").name, codec,
+                 settings.store, settings.data_dir)
 
 
-def load_account(raw: bytes | None, payee_id: str) -> dict:
-    return codec.decode(raw, expect=ACCOUNT_SCHEMA) if raw else new_account(payee_id)
-
-
-def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime, entry_bytes: bytes | None = None) -> None:
+def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None, now: dt.datetime,
+            entry_bytes: bytes | None = None) -> None:
     """Enrich an accepted payment and send it where its payer's scope allows."""
     account_record = registers.get("accounts", record["bank_account"])
     is_person = len(record["payee_id"]) == 12  # organisations are not in the population register
@@ -58,38 +55,41 @@ def fan_out(record: dict, payer, entry: dict | None, now: dt.datetime, entry_byt
         value = encoded.get(id(route.record))
         if value is None:
             value = encoded[id(route.record)] = codec.encode(route.schema, route.record)
-        emit(output_topics[route.destination], route.key.encode(), value)
+        out.write(output_topics[route.destination], route.key.encode(), value)
+        if route.destination == "analysis":
+            analysis.analyse_payee(out, partition, route.key.encode(), route.record, value)
 
 
-@app.agent(payments_topic)
-async def ledger(stream):
-    await registers.wait_loaded()  # enrichment after a (re)start must see the registers
-    async for batch in stream.take_events(settings.batch_size, settings.batch_within):
-        now = dt.datetime.now(dt.timezone.utc)
-        for event in batch:
-            stream._set_current_event(event)  # table writes go to this event's partition
-            msg = event.message
-            record = codec.decode(msg.value, expect="PaymentEvent")  # validated at ingest
-            payer = current_payer(record["payer_id"])
-            if not payer.in_ledger:  # PROPOSAL_2: analysis only, never registered
-                fan_out(record, payer, None, now)
-                continue
-            key = msg.key
-            account = load_account(accounts.get(key), record["payee_id"])
-            outcome = register(account, record, now)
-            if outcome.kind == "REGISTERED":
-                accounts[key] = codec.encode(ACCOUNT_SCHEMA, account)
-                metrics.EVENTS_REGISTERED.labels(payer.payer_id, record["event_type"]).inc()
-                metrics.REGISTRATION_LATENCY.observe(max(0.0, (now - record["event_time"]).total_seconds()))
-            elif outcome.kind == "DUPLICATE":
-                metrics.EVENTS_DUPLICATE.labels(payer.payer_id).inc()
-            else:
-                headers = dict(msg.headers or {})
-                source = decode_source(headers.get(SOURCE_HEADER), (msg.topic, msg.partition, msg.offset))
-                send_dead_letter(dead_letter(outcome.reason, outcome.detail, "ledger", source, None,
-                                             msg.value, payer.payer_id, record["event_id"], now))
-                continue
-            if outcome.entry is not None:  # registered, or redelivered: (re-)emit everything it caused
-                entry_bytes = codec.encode("LedgerEntry", outcome.entry)
-                emit(ledger_topic, key, entry_bytes)
-                fan_out(record, payer, outcome.entry, now, entry_bytes)
+def ledger(msg, out: Output) -> None:
+    """Stage: one payee-keyed payment event -> its account, the ledger and the fan-out."""
+    now = dt.datetime.now(dt.timezone.utc)
+    value = msg.value()
+    record = codec.decode(value, expect="PaymentEvent")  # validated at ingest
+    payer = current_payer(record["payer_id"])
+    partition = msg.partition()
+    if not payer.in_ledger:  # PROPOSAL_2: analysis only, never registered
+        fan_out(out, partition, record, payer, None, now)
+        return
+    key = msg.key()
+    account = accounts.get(partition, key) or new_account(record["payee_id"])
+    outcome = register(account, record, now)
+    if outcome.kind == "REGISTERED":
+        accounts.put(partition, key, account, out.changelog)
+        metrics.EVENTS_REGISTERED.labels(payer.payer_id, record["event_type"]).inc()
+        metrics.REGISTRATION_LATENCY.observe(max(0.0, (now - record["event_time"]).total_seconds()))
+    elif outcome.kind == "DUPLICATE":
+        metrics.EVENTS_DUPLICATE.labels(payer.payer_id).inc()
+    else:
+        headers = dict(msg.headers() or [])
+        source = decode_source(headers.get(SOURCE_HEADER), (msg.topic(), partition, msg.offset()))
+        send_dead_letter(out, dead_letter(outcome.reason, outcome.detail, "ledger", source, None,
+                                          value, payer.payer_id, record["event_id"], now))
+        return
+    if outcome.entry is not None:  # registered, or redelivered: (re-)emit everything it caused
+        entry_bytes = codec.encode("LedgerEntry", outcome.entry)
+        out.write(ledger_topic, key, entry_bytes)
+        fan_out(out, partition, record, payer, outcome.entry, now, entry_bytes)
+
+
+stage = Stage("ledger", [payments_topic], ledger, failed("ledger"))
+stores = [accounts, analysis.payee_states]

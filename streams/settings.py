@@ -144,6 +144,11 @@ class Settings:
         "TKONTO_RULE_STATE_MAX_PAYMENTS", "Selection rules: most payments kept per payee or account.", 200)
 
     @property
+    def pipeline_group(self) -> str:
+        """Consumer group of the pipeline engine (ingest, ledger, analysis, citizen)."""
+        return f"{self.app_id}-pipeline"
+
+    @property
     def canonical_url(self) -> str:
         """How other workers reach this one (API requests are routed to the owner of a key)."""
         if self.advertised_host:

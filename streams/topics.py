@@ -76,6 +76,25 @@ class Catalogue:
             "Audit log: every case decision and every in-depth review export (who, when, whom, why). "
             "Restricted; keep long.")
 
+        self.workers = TopicSpec(
+            f"{p}.workers", "worker URL", "WorkerAssignment",
+            "Which pipeline partitions each worker owns, announced on every rebalance (compacted; internal).",
+            compacted=True, partitions=1)
+
+    def changelog(self, store: str) -> TopicSpec:
+        """The compacted changelog of one pipeline state store (partitioned like its source)."""
+        return TopicSpec(
+            f"{self.settings.app_id}-{store}-changelog", "the store's key", "state",
+            f"Changelog of the {store} state store: the latest value per key (compacted; internal).", compacted=True)
+
+    def changelogs(self) -> list[TopicSpec]:
+        return [self.changelog(s) for s in ("accounts", "payee-analysis", "account-analysis", "citizen-views")]
+
+    def pipeline_inputs(self, payer_ids: Iterable[str]) -> list[str]:
+        """Every topic the pipeline engine reads (its consumer group: ``settings.pipeline_group``)."""
+        return [self.payer_input(pid).name for pid in payer_ids] + [
+            self.payments.name, self.analysis_by_account.name, self.citizen.name]
+
     def registers(self) -> dict[str, TopicSpec]:
         return {"payers": self.ref_payers, "accounts": self.ref_accounts, "population": self.ref_population}
 
@@ -96,7 +115,7 @@ class Catalogue:
     def internal(self) -> list[TopicSpec]:
         return [self.payments, self.ledger, self.deadletter, *self.registers().values(),
                 self.enriched, self.citizen, self.analysis, self.analysis_by_account, self.signals, self.cases,
-                self.case_commands, self.audit]
+                self.case_commands, self.audit, self.workers, *self.changelogs()]
 
     def all(self, payer_ids: Iterable[str]) -> list[TopicSpec]:
         payer_ids = list(payer_ids)

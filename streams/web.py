@@ -1,7 +1,8 @@
 """Answering an HTTP request on the worker that owns a key.
 
-Faust's router knows which worker owns each table partition; ``for_key`` answers locally
-when that is this worker and forwards the request otherwise, body and auth headers
+The owner is found by Faust's router for a Faust table (``table_owner``, the review cases)
+or from the pipeline's partition announcements (``owners``, the citizen views).
+``for_key`` answers locally when the owner is this worker and forwards the request otherwise, body and auth headers
 included (Faust's own ``route_req`` drops the body, which a POST needs). A forwarded
 request carries a header so it is never forwarded twice.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 from typing import Awaitable, Callable
+
+from yarl import URL
 
 from . import metrics
 from .app import app
@@ -19,22 +22,29 @@ FORWARD_REQUEST = ("Authorization", "Cookie", "Content-Type", "Accept")
 FORWARD_RESPONSE = ("Location", "Set-Cookie", "WWW-Authenticate")
 
 
-def _ident(url) -> tuple[str, int]:
+def ident(url) -> tuple[str, int]:
+    """(host, port) of a URL (yarl or string)."""
+    if isinstance(url, str):
+        url = URL(url)
     return (url.host or "", int(url.port or 80))
 
 
-async def for_key(web, request, table, key: bytes, local: Callable[[], Awaitable]):
-    if request.headers.get(ROUTED):
-        return await local()
+def table_owner(table, key: bytes) -> tuple[str, int] | None:
+    """The worker owning ``key`` of a Faust table; None while no assignment is known."""
     try:
-        owner = app.router.key_store(table.name, key)
-    except KeyError:  # no assignment known yet (rebalancing): answer with what is here
-        return await local()
-    if _ident(owner) == _ident(app.conf.canonical_url):
+        return ident(app.router.key_store(table.name, key))
+    except KeyError:
+        return None
+
+
+async def for_key(web, request, owner: tuple[str, int] | None, local: Callable[[], Awaitable]):
+    """Answer here when this worker owns the key (or no owner is known: rebalancing),
+    else forward the request to the owner."""
+    if request.headers.get(ROUTED) or owner is None or owner == ident(app.conf.canonical_url):
         return await local()
     headers = {h: request.headers[h] for h in FORWARD_REQUEST if h in request.headers}
     headers[ROUTED] = "1"
-    url = request.url.with_host(owner.host).with_port(int(owner.port))
+    url = request.url.with_host(owner[0]).with_port(owner[1])
     async with app.http_client.request(method=request.method, url=url, headers=headers,
                                        data=await request.read(), allow_redirects=False) as response:
         return web.bytes(await response.read(), content_type=response.content_type, status=response.status,

@@ -1,11 +1,11 @@
-"""The worker process: every stage's agents on one Faust app, plus /metrics."""
+"""The worker process: the pipeline engine and the Faust app (HTTP, review cases), plus /metrics."""
 from __future__ import annotations
 
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import analysis, cases, citizen, ingest, ledger, reference  # noqa: F401  (importing registers the agents)
+from . import cases, citizen, pipeline, reference  # noqa: F401  (importing registers stages, agents, pages)
 from . import metrics
 from .app import app, settings
 
@@ -17,20 +17,22 @@ async def metrics_view(web, request):
 
 @app.page("/ready")
 async def ready_view(web, request):
-    """200 once this worker has partitions assigned, is not rebalancing and has read the
-    reference registers (probes, tests)."""
-    assigned = len(app.consumer.assignment()) if app.consumer else 0
+    """200 once the reference registers are read, this worker's pipeline has partitions
+    assigned (state restored) and neither the pipeline nor Faust is rebalancing."""
+    engine = pipeline.engine()
+    assigned = engine.partitions() if engine else 0
     loaded = reference.registers.caught_up.is_set()
-    ok = assigned > 0 and not app.rebalancing and loaded
+    ok = assigned > 0 and not engine.rebalancing and not app.rebalancing and loaded
     return web.json({"ready": ok, "assigned_partitions": assigned, "registers_loaded": loaded},
                     status=200 if ok else 503)
 
 
 @app.timer(interval=5.0)
 async def measure_lag():
-    """Consumer lag per topic: highwater minus the last offset this worker has read."""
+    """Consumer lag per topic: the pipeline's (measured on its thread) and Faust's (cases)."""
+    engine = pipeline.engine()
+    lag: dict[str, int] = dict(engine.lag_by_topic) if engine else {}
     consumer = app.consumer
-    lag: dict[str, int] = {}
     for tp in consumer.assignment():
         high = consumer.highwater(tp)
         if high is None:

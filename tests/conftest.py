@@ -64,8 +64,8 @@ class Pipeline:
         return [self.catalogue.payer_input(p.payer_id).name for p in self.payers]
 
     def drained(self) -> bool:
-        topics = self.input_topics() + [self.catalogue.payments.name]
-        return group_lag(self.broker.bootstrap, self.settings.app_id, topics) == 0
+        topics = self.catalogue.pipeline_inputs(p.payer_id for p in self.payers)
+        return group_lag(self.broker.bootstrap, self.settings.pipeline_group, topics) == 0
 
     def wait_drained(self, timeout: float = 240.0) -> None:
         assert wait_until(self.drained, timeout, interval=0.3), (

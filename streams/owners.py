@@ -1,0 +1,89 @@
+"""Which worker owns which citizen-view partition, so any worker can route a request.
+
+The pipeline's consumer group gives no place for a worker's URL (librdkafka has no custom
+assignor metadata, and the embedded broker's DescribeGroups lists no members), so each
+worker announces its partitions on the compacted ``workers`` topic after every rebalance
+(``WorkerAssignment``, keyed by worker URL), and every worker follows that topic. The
+newest claim of a partition wins: a killed worker's stale claim is superseded by the
+survivor's announcement after the takeover.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from aiokafka.partitioner import DefaultPartitioner
+from confluent_kafka import Consumer, TopicPartition
+
+from .app import catalogue, codec, settings
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "se.tkonto.state.WorkerAssignment"
+workers_topic = catalogue.workers.name
+_partitioner = DefaultPartitioner()
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition librdkafka's murmur2 partitioner (the producers') puts ``key`` in."""
+    return _partitioner(key, list(range(partitions)), list(range(partitions)))
+
+
+def announcement(url: str, topic: str, partitions, now: dt.datetime | None = None) -> dict:
+    return {"worker_url": url, "topic": topic, "partitions": sorted(partitions),
+            "announced_at": now or dt.datetime.now(dt.timezone.utc)}
+
+
+def owner_of(claims: dict[str, dict], topic: str, partition: int) -> str | None:
+    """The URL with the newest claim on ``topic``/``partition``, or None."""
+    best = None
+    for claim in claims.values():
+        if claim["topic"] == topic and partition in claim["partitions"]:
+            if best is None or claim["announced_at"] > best["announced_at"]:
+                best = claim
+    return best["worker_url"] if best else None
+
+
+class Owners:
+    """The latest announcement of every worker, followed by a background consumer."""
+
+    def __init__(self):
+        self.claims: dict[str, dict] = {}
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="tkonto-owners", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.app_id}-owners",
+                             "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
+        try:
+            meta = consumer.list_topics(workers_topic, timeout=30).topics[workers_topic]
+            consumer.assign([TopicPartition(workers_topic, p, 0) for p in meta.partitions])
+            while not self._stop.is_set():
+                for msg in consumer.consume(100, 0.2):
+                    if msg.error() or msg.key() is None:
+                        continue
+                    if msg.value() is None:
+                        self.claims.pop(msg.key().decode(), None)
+                        continue
+                    try:
+                        claim = codec.decode(msg.value(), expect=SCHEMA)
+                    except Exception as exc:
+                        log.warning("ignoring undecodable worker announcement: %s", exc)
+                        continue
+                    self.claims = {**self.claims, claim["worker_url"]: claim}
+        except Exception:
+            log.exception("worker announcements reader stopped; requests are answered locally")
+        finally:
+            consumer.close()
+
+    def owner(self, topic: str, key: bytes) -> str | None:
+        return owner_of(self.claims, topic, partition_of(key, settings.partitions))
+
+
+owners = Owners()
