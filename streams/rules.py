@@ -37,7 +37,6 @@ old is still checked by the single-payment rules but not kept or compared.
 """
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -264,21 +263,27 @@ class _Step:
 
 def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Thresholds) -> _Step:
     ev = enriched["payment"]
-    st = copy.deepcopy(state) if state else {"kind": kind, "key": key, "next_seq": 1, "watermark": None,
-                                             "payments": []}
+    # Copy on write instead of copy.deepcopy (most of the cost of a rule evaluation): a new
+    # top-level dict and payment list; a tracked payment is copied only when it changes
+    # (``_set_status``), so the input state is never modified and the unchanged payment
+    # records are shared between the input and the returned state (their values are
+    # immutable: strings, numbers, dates).
+    st = {**state, "payments": list(state["payments"])} if state else {
+        "kind": kind, "key": key, "next_seq": 1, "watermark": None, "payments": []}
     day = min(_day_of(ev["event_time"]), _day_of(enriched["enriched_at"]))
     if st["watermark"] is None or day > st["watermark"]:
         st["watermark"] = day
     horizon = st["watermark"] - dt.timedelta(days=th.retention_days)
     ident = (ev["payer_id"], ev["payment_id"])
-    tracked = next((p for p in st["payments"] if (p["payer_id"], p["payment_id"]) == ident), None)
+    index, tracked = next(((i, p) for i, p in enumerate(st["payments"])
+                           if (p["payer_id"], p["payment_id"]) == ident), (None, None))
     kept = max(ev["payout_date"], ev["period_end"]) >= horizon
     event_type = ev["event_type"]
     step = _Step(st, tracked, tracked is not None, False)
     if event_type in WITHDRAWING:
         if tracked is not None:
             if tracked["status"] in COUNTED:
-                tracked["status"] = event_type
+                step.payment = _set_status(st, index, event_type)
         elif kept:
             step.payment = _tracked(enriched, event_type, st["next_seq"])
             st["next_seq"] += 1
@@ -294,12 +299,18 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
             step.counts = True
         elif tracked["status"] in COUNTED:
             if _STEP[event_type] > _STEP[tracked["status"]]:
-                tracked["status"] = event_type
+                step.payment = _set_status(st, index, event_type)
             step.counts = True
     _prune(st, horizon, th.max_payments)
     if step.stored and step.payment is not None and not any(p is step.payment for p in st["payments"]):
         step.stored = False  # pruned by the size cap: compared no further
     return step
+
+
+def _set_status(st: dict, index: int, status: str) -> dict:
+    """Set a tracked payment's status on a copy of it (the input state shares the original)."""
+    changed = st["payments"][index] = {**st["payments"][index], "status": status}
+    return changed
 
 
 def _prune(st: dict, horizon: dt.date, cap: int) -> None:

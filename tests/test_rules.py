@@ -339,6 +339,18 @@ def test_evaluate_does_not_modify_its_input_state():
     assert repr(state) == before
 
 
+@pytest.mark.parametrize("later", ["EXECUTED", "CANCELLED"])
+def test_a_status_change_does_not_modify_the_input_state(later):
+    # payments are copied on write: the changed one is a new record, the input keeps its own
+    state, _ = run([enriched("p1", event_type="PLANNED"), enriched("p2", event_type="PLANNED")])
+    before = repr(state)
+    after, _ = evaluate_payee(state, enriched("p1", event_type=later), TH)
+    assert repr(state) == before
+    assert [p["status"] for p in after["payments"]] == [later, "PLANNED"]
+    _, _ = evaluate_account(state | {"kind": "ACCOUNT"}, enriched("p1", event_type=later), TH)
+    assert repr(state) == before
+
+
 def monthly(i, **kw):
     first = D(2024 + i // 12, i % 12 + 1, 1)
     last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
