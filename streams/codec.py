@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,11 @@ def _parse_all(paths: list[Path], named: dict) -> list[tuple[Path, Any]]:
     return parsed
 
 
+def _expanded_form(schema: Any) -> str:
+    """The canonical form with every named type written out: equal means same encoding."""
+    return to_parsing_canonical_form(expand_schema(schema))
+
+
 class Codec:
     """Encodes and decodes every record tkonto reads or writes."""
 
@@ -80,6 +85,19 @@ class Codec:
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
         for path, schema in _parse_all(sorted(schema_dir.glob("*.avsc")), named):
             self._add(schema, current=True)
+        # Parsed together, every schema carries all 40-odd named types of the directory, and
+        # fastavro copies that table on every read and write. Re-parsed standalone, each
+        # carries only the types it uses: same canonical form and bytes, ~1-2 µs less a call.
+        for name, version in list(self._current.items()):
+            try:
+                own = parse_schema(self.standalone(name), {})
+            except Exception:  # standalone() cannot express this one (a reference before its definition)
+                continue
+            if _expanded_form(own) != _expanded_form(version.parsed):  # never expected; keep the original then
+                continue
+            self._current[name] = replace(version, parsed=own)
+            if self._by_fingerprint.get(version.fingerprint) is version:
+                self._by_fingerprint[version.fingerprint] = self._current[name]
         history = schema_dir / "history"
         if history.is_dir():
             for path in sorted(history.glob("*.avsc")):

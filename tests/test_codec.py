@@ -84,3 +84,21 @@ def test_old_schema_version_resolves_to_current_with_defaults(tmp_path):
 def test_a_record_that_does_not_fit_names_the_schema():
     with pytest.raises(CodecError, match="PaymentEvent"):
         default_codec().encode("PaymentEvent", {"event_id": "x"})
+
+
+def test_each_schema_is_parsed_with_only_its_own_named_types_and_encodes_as_before():
+    # Parsed together, every schema carried the directory's whole named-type table (copied by
+    # fastavro on each call); each is re-parsed standalone, with the same encoding.
+    from fastavro import schemaless_writer
+    from streams.codec import _parse_all
+
+    codec = default_codec()
+    joint = {path.name: parsed for path, parsed in _parse_all(sorted(SCHEMA_DIR.glob("*.avsc")), {})}
+    event = payment(STOCKHOLM, "198112189876", "p-1", "PLANNED", 512300)
+    assert len(codec.schema("PaymentEvent").parsed["__named_schemas"]) < len(joint)
+    buf = io.BytesIO()
+    schemaless_writer(buf, joint["payment_event.avsc"], event)
+    assert codec.encode("PaymentEvent", event)[10:] == buf.getvalue()
+    for name in codec.names():  # the fingerprints are those of the files' canonical forms, as before
+        version = codec.schema(name)
+        assert codec.writer_of(MAGIC + version.fingerprint + b"\x00") is version
