@@ -9,6 +9,7 @@ The check digit C is the Luhn digit over the 9 digits before it (YYMMDDNNN).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import random
 from enum import Enum
@@ -34,8 +35,29 @@ def luhn_digit(digits: str) -> int:
 
 
 def classify(number: str) -> IdKind:
-    """Return the kind of a canonical identity number, or raise InvalidIdentity saying why."""
-    if not isinstance(number, str) or not number.isdigit():
+    """Return the kind of a canonical identity number, or raise InvalidIdentity saying why.
+
+    Memoised (the answer depends on the string alone): one payment's payee is classified at
+    ingest and again by enrichment, and a payee's payments recur."""
+    if not isinstance(number, str):
+        raise InvalidIdentity("must be digits only (12 for a person, 10 for an organisation)")
+    kind = _classify(number)
+    if not isinstance(kind, IdKind):  # (IdKind is a str enum: test for it, not for str)
+        raise InvalidIdentity(kind)
+    return kind
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _classify(number: str) -> IdKind | str:
+    """The kind of ``number``, or why it is invalid (the InvalidIdentity message)."""
+    try:
+        return _check(number)
+    except InvalidIdentity as exc:
+        return str(exc)
+
+
+def _check(number: str) -> IdKind:
+    if not number.isdigit():
         raise InvalidIdentity("must be digits only (12 for a person, 10 for an organisation)")
     if len(number) == 10:
         if int(number[2]) < 2:

@@ -9,7 +9,7 @@ decides scope routing. Its CSV form (``TKONTO_PAYERS_FILE``, ``tkonto ref load p
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .identity import IdKind, InvalidIdentity, classify
@@ -42,7 +42,10 @@ class Payer:
         return self.scope in ("PROPOSAL_1", "PROPOSAL_2")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # as dataclasses.asdict(self) (flat, all strings), without its recursive deep copy:
+        # enrichment asks for it on every payment
+        return {"payer_id": self.payer_id, "name": self.name, "kind": self.kind,
+                "region_code": self.region_code, "scope": self.scope}
 
 
 def check_payer(row: dict) -> Payer:

@@ -38,3 +38,22 @@ def test_mask_never_contains_the_number():
     masked = mask("198112189876")
     assert "198112189876" not in masked and "8112189876" not in masked
     assert masked == mask("198112189876") != mask("198112189884")
+
+
+@pytest.mark.parametrize("number", ["198112189876", "2120000142", "198112189875", "2110000142", "19811218-9876",
+                                    "", 198112189876, None])
+def test_classify_is_memoised_without_changing_its_answer(number):
+    def answer():
+        try:
+            return classify(number)
+        except InvalidIdentity as exc:
+            return ("invalid", str(exc))
+
+    first = answer()
+    assert answer() == first  # a cached answer, valid or not, is the same (and a fresh exception)
+    if isinstance(first, tuple):
+        with pytest.raises(InvalidIdentity) as one:
+            classify(number)
+        with pytest.raises(InvalidIdentity) as two:
+            classify(number)
+        assert one.value is not two.value
