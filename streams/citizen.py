@@ -34,18 +34,37 @@ views = Store("citizen-views", VIEW_SCHEMA, citizen_topic, catalogue.changelog("
               settings.store, settings.data_dir)
 
 
-def citizen(msg, out: Output) -> None:
-    """Stage: one ledger entry for a viewer -> that viewer's citizen view."""
-    entry = codec.decode(msg.value(), expect="LedgerEntry")
+#: header of a citizen record whose view the ledger stage already updated (see ``show``)
+SHOWN = "tkonto-shown"
+SHOWN_HEADERS = [(SHOWN, b"1")]
+
+
+def show(out: Output, partition: int, viewer: bytes, entry: dict) -> None:
+    """Fold one ledger entry into the viewer's citizen view (idempotent, order-insensitive:
+    the highest ledger sequence of each payment wins)."""
     payer = current_payer(entry["payer_id"])
-    key = msg.key()
-    item = citizen_item(entry, payer.name if payer else entry["payer_id"], key.decode())
-    before = views.get(msg.partition(), key)
+    item = citizen_item(entry, payer.name if payer else entry["payer_id"], viewer.decode())
+    before = views.get(partition, viewer)
     after = fold(before, item)
     if after is not before:
-        views.put(msg.partition(), key, after, out.changelog)
+        views.put(partition, viewer, after, out.changelog)
         seen = dt.datetime.now(dt.timezone.utc)
         metrics.CITIZEN_VISIBILITY_LATENCY.observe(max(0.0, (seen - entry["event_time"]).total_seconds()))
+
+
+def can_show_here(out: Output, partition: int) -> bool:
+    """May the ledger stage fold a payee's own entry at once? Only when this worker owns
+    the payee's citizen partition too (the same number: the same key, partitioner and
+    partition count), so the view and its changelog stay with the partition's owner."""
+    return partition in out.assigned.get(citizen_topic, ())
+
+
+def citizen(msg, out: Output) -> None:
+    """Stage: one ledger entry for a viewer -> that viewer's citizen view."""
+    headers = msg.headers()
+    if headers and (SHOWN, b"1") in headers:  # the ledger stage folded it already, and its changelog is written
+        return
+    show(out, msg.partition(), msg.key(), codec.decode(msg.value(), expect="LedgerEntry"))
 
 
 stage = Stage("citizen", [citizen_topic], citizen, failed("citizen"))

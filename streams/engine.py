@@ -40,9 +40,12 @@ class Output:
     """Where stages write: one librdkafka producer, failures collected for the commit."""
 
     def __init__(self, config: dict):
-        self._producer = confluent_kafka.Producer(config)
+        # delivery reports for failures only: no Python callback per delivered record
+        self._producer = confluent_kafka.Producer({**config, "delivery.report.only.error": True,
+                                                   "on_delivery": self._delivered})
         self.errors: list[str] = []
         self._pending = 0
+        self.assigned: dict[str, set[int]] = {}  # the engine's partitions, for stages that fuse hops
 
     def _delivered(self, err, msg) -> None:
         if err is not None:
@@ -53,7 +56,7 @@ class Output:
         kwargs = {"partition": partition} if partition is not None else {}
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._delivered, **kwargs)
+                self._producer.produce(topic, value, key, headers=headers, **kwargs)
                 break
             except BufferError:  # local queue full: let librdkafka send, then retry
                 self._producer.poll(0.01)
@@ -188,7 +191,7 @@ class Engine:
             assigned.setdefault(tp.topic, set()).add(tp.partition)
         self.rebalancing = True
         restore(self.stores, assigned, self.bootstrap)
-        self.assigned = assigned
+        self.assigned = self.out.assigned = assigned
         self._announce(assigned)
         self.rebalancing = False
         log.info("pipeline assigned %d partitions", len(partitions))
@@ -207,13 +210,13 @@ class Engine:
         except Exception:
             log.exception("could not commit before the rebalance; the records will be processed again")
             self._done = {}
-        self.assigned = {}
+        self.assigned = self.out.assigned = {}
         self._announce({})
 
     def _on_lost(self, consumer, partitions) -> None:
         self.rebalancing = True
         self._done = {}
-        self.assigned = {}
+        self.assigned = self.out.assigned = {}
 
     # -- observation ------------------------------------------------------------------
     def lag(self) -> dict[str, int]:

@@ -51,7 +51,7 @@ def ingest(msg, out: Output) -> None:
     """Stage: one raw record from a payer's topic -> the payments topic, or a dead letter."""
     topic = msg.topic()
     payer = payers.get(catalogue.payer_of_topic(topic))
-    metrics.EVENTS_IN.labels(payer.payer_id if payer else "unknown").inc()
+    metrics.inc(metrics.EVENTS_IN, payer.payer_id if payer else "unknown")
     value = msg.value()
     result = screen(codec, payer, topic, msg.partition(), msg.offset(), msg.key(), value)
     if result.event is not None:
@@ -77,5 +77,5 @@ stage = Stage("ingest", payer_topic_names, ingest, failed("ingest"))
 
 
 def send_dead_letter(out: Output, letter: dict) -> None:
-    metrics.EVENTS_REJECTED.labels(letter["stage"], letter["reason"]).inc()
+    metrics.inc(metrics.EVENTS_REJECTED, letter["stage"], letter["reason"])
     out.write(deadletter_topic, letter["source_topic"].encode(), codec.encode("DeadLetter", letter))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from . import analysis, metrics
+from . import analysis, citizen, metrics
 from .account import new_account, register
 from .app import catalogue, codec, settings
 from .deadletters import SOURCE_HEADER, dead_letter, decode_source
@@ -42,27 +42,41 @@ def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None
     is_person = len(record["payee_id"]) == 12  # organisations are not in the population register
     person_record = registers.get("population", record["payee_id"]) if is_person else None
     if account_record is None:
-        metrics.ENRICHMENT_LOOKUP_MISSING.labels("accounts").inc()
+        metrics.inc(metrics.ENRICHMENT_LOOKUP_MISSING, "accounts")
     if is_person and person_record is None:
-        metrics.ENRICHMENT_LOOKUP_MISSING.labels("population").inc()
+        metrics.inc(metrics.ENRICHMENT_LOOKUP_MISSING, "population")
     enriched = enrich(record, payer, account_record, person_record, now)
     if entry is not None:
         enriched["ledger_sequence"] = entry["sequence"]
-    metrics.VERIFICATION_OUTCOMES.labels(enriched["verification"]["result"]).inc()
+    metrics.inc(metrics.VERIFICATION_OUTCOMES, enriched["verification"]["result"])
     encoded: dict[int, bytes] = {id(entry): entry_bytes} if entry_bytes is not None else {}
+    payee_key = record["payee_id"].encode()
     for route in routes(payer.scope, enriched, entry, settings.patient_secrecy_in_analysis):
-        metrics.ROUTED.labels(route.destination, payer.scope).inc()
+        metrics.inc(metrics.ROUTED, route.destination, payer.scope)
         value = encoded.get(id(route.record))
         if value is None:
             value = encoded[id(route.record)] = codec.encode(route.schema, route.record)
-        out.write(output_topics[route.destination], route.key.encode(), value)
+        key = route.key.encode()
+        if route.destination == "citizen" and key == payee_key and citizen.can_show_here(out, partition):
+            citizen.show(out, partition, key, route.record)  # the payee's own view, without a hop
+            out.write(output_topics["citizen"], key, value, headers=citizen.SHOWN_HEADERS)
+            continue
+        out.write(output_topics[route.destination], key, value)
         if route.destination == "analysis":
-            analysis.analyse_payee(out, partition, route.key.encode(), route.record, value)
+            analysis.analyse_payee(out, partition, key, route.record, value)
+
+
+def wire_now() -> dt.datetime:
+    """Now, in UTC, at the millisecond precision of the schemas' timestamps: what the
+    stage keeps in memory then equals what a consumer decodes, so the payee rules and the
+    payee's own citizen view can use the records without a hop (and a decode)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def ledger(msg, out: Output) -> None:
     """Stage: one payee-keyed payment event -> its account, the ledger and the fan-out."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = wire_now()
     value = msg.value()
     record = codec.decode(value, expect="PaymentEvent")  # validated at ingest
     payer = current_payer(record["payer_id"])
@@ -75,10 +89,10 @@ def ledger(msg, out: Output) -> None:
     outcome = register(account, record, now)
     if outcome.kind == "REGISTERED":
         accounts.put(partition, key, account, out.changelog)
-        metrics.EVENTS_REGISTERED.labels(payer.payer_id, record["event_type"]).inc()
+        metrics.inc(metrics.EVENTS_REGISTERED, payer.payer_id, record["event_type"])
         metrics.REGISTRATION_LATENCY.observe(max(0.0, (now - record["event_time"]).total_seconds()))
     elif outcome.kind == "DUPLICATE":
-        metrics.EVENTS_DUPLICATE.labels(payer.payer_id).inc()
+        metrics.inc(metrics.EVENTS_DUPLICATE, payer.payer_id)
     else:
         headers = dict(msg.headers() or [])
         source = decode_source(headers.get(SOURCE_HEADER), (msg.topic(), partition, msg.offset()))

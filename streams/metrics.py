@@ -45,3 +45,14 @@ NOTIFICATIONS = Counter(
     "tkonto_notifications_total", "Notifications sent to payers (notification duty), by payer.", ["payer"])
 REVIEW_EXPORTS = Counter(
     "tkonto_review_exports_total", "In-depth review exports of a named person (each one audited).")
+
+_children: dict[tuple, object] = {}
+
+
+def inc(metric: Counter, *labels: str) -> None:
+    """``metric.labels(*labels).inc()`` for the hot path: the labelled child is looked up once."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    child.inc()
