@@ -109,6 +109,8 @@ class Engine:
         self.failed: BaseException | None = None
         self.processed = 0
         self.lag_by_topic: dict[str, int] = {}
+        self.seconds = {"consume": 0.0, "process": 0.0, "commit": 0.0}  # where the engine thread's time goes
+        self._reported = (0, dict(self.seconds))
 
     # -- lifecycle ------------------------------------------------------------------
     def stop(self) -> None:
@@ -117,27 +119,35 @@ class Engine:
     def run(self) -> None:
         """Consume until ``stop()``; raises (after logging) on a failure that must not be
         committed past, e.g. an undeliverable output record."""
-        self.out = Output({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all",
+        self.out = Output({"bootstrap.servers": self.bootstrap, "linger.ms": 25, "acks": "all",
                            "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000,
                            "enable.idempotence": False, **self.producer_config})
         self.consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
-            "fetch.wait.max.ms": 100, "queued.max.messages.kbytes": 262144, **self.consumer_config})
+            "fetch.wait.max.ms": 100, "fetch.min.bytes": 65536, "queued.max.messages.kbytes": 262144, **self.consumer_config})
         self.consumer.subscribe(sorted(self._by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         last_commit = last_lag = time.monotonic()
+        clock = time.perf_counter
         try:
             while not self._stop.is_set():
+                t0 = clock()
                 batch = self.consumer.consume(self.batch_size, self.poll_timeout)
+                t1 = clock()
                 if batch:
                     self._process(batch)
+                t2 = clock()
+                self.seconds["consume"] += t1 - t0
+                self.seconds["process"] += t2 - t1
                 now = time.monotonic()
                 if now - last_commit >= self.commit_interval:
                     self.commit()
+                    self.seconds["commit"] += clock() - t2
                     last_commit = now
                 if now - last_lag >= self.lag_interval:
                     self.lag_by_topic = self.lag()
+                    self._report(now - last_lag)
                     last_lag = now
             self.commit()
             self._announce({})
@@ -237,6 +247,17 @@ class Engine:
             done = tp.offset if tp.offset >= 0 else 0
             lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - done)
         return lag
+
+    def _report(self, interval: float) -> None:
+        """Progress in the log: records per second and where the time went since the last report."""
+        processed, seconds = self._reported
+        count = self.processed - processed
+        if count:
+            spent = {k: (v - seconds[k]) / interval for k, v in self.seconds.items()}
+            log.info("pipeline: %d records in %.0f s (%.0f/s); time in consume %.0f%%, process %.0f%%, "
+                     "commit (flush) %.0f%%; lag %s", count, interval, count / interval, 100 * spent["consume"],
+                     100 * spent["process"], 100 * spent["commit"], sum(self.lag_by_topic.values()))
+        self._reported = (self.processed, dict(self.seconds))
 
     def partitions(self) -> int:
         return sum(len(p) for p in self.assigned.values())
