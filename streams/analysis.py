@@ -37,7 +37,7 @@ def apply_rules(out: Output, store: Store, partition: int, key: bytes, enriched:
     before = store.get(partition, key)
     state, hits = evaluate(before, enriched, thresholds)
     if state != before:
-        store.put(partition, key, state, out.changelog)
+        store.put(partition, key, state)
     publish_hits(out, hits)  # a redelivery repeats hits with the same ids; cases dedupe them
 
 
@@ -45,11 +45,13 @@ def analyse_payee(out: Output, partition: int, payee_key: bytes, enriched: dict,
     """The payee rules on one analysis record, then its copy keyed by bank account."""
     apply_rules(out, payee_states, partition, payee_key, enriched, evaluate_payee)
     out.write(by_account_topic, enriched["payment"]["bank_account"].encode(), encoded)
+    out.hand_over(encoded, enriched)
 
 
 def analyse_account(msg, out: Output) -> None:
     """Stage: one analysis record keyed by bank account -> the account rule."""
-    enriched = codec.decode(msg.value(), expect="EnrichedPayment")
+    value = msg.value()
+    enriched = out.take(value) or codec.decode(value, expect="EnrichedPayment")
     apply_rules(out, account_states, msg.partition(), msg.key(), enriched, evaluate_account)
 
 

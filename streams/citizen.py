@@ -47,7 +47,7 @@ def show(out: Output, partition: int, viewer: bytes, entry: dict) -> None:
     before = views.get(partition, viewer)
     after = fold(before, item)
     if after is not before:
-        views.put(partition, viewer, after, out.changelog)
+        views.put(partition, viewer, after)
         seen = dt.datetime.now(dt.timezone.utc)
         metrics.CITIZEN_VISIBILITY_LATENCY.observe(max(0.0, (seen - entry["event_time"]).total_seconds()))
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 class Output:
     """Where stages write: one librdkafka producer, failures collected for the commit."""
 
+    HAND_OVER_MAX = 20_000
+
     def __init__(self, config: dict):
         # delivery reports for failures only: no Python callback per delivered record
         self._producer = confluent_kafka.Producer({**config, "delivery.report.only.error": True,
@@ -46,6 +48,7 @@ class Output:
         self.errors: list[str] = []
         self._pending = 0
         self.assigned: dict[str, set[int]] = {}  # the engine's partitions, for stages that fuse hops
+        self._handed: dict[bytes, dict] = {}
 
     def _delivered(self, err, msg) -> None:
         if err is not None:
@@ -64,6 +67,19 @@ class Output:
         if self._pending >= 1000:
             self._producer.poll(0)
             self._pending = 0
+
+    def hand_over(self, value: bytes, decoded: dict) -> None:
+        """Remember the decoded form of a record just written for a later stage of this
+        process, which then need not decode it (``take``). Bounded: the oldest are dropped
+        (a stage whose record was dropped, or is read by another worker, decodes it)."""
+        memo = self._handed
+        memo[value] = decoded
+        if len(memo) > self.HAND_OVER_MAX:
+            del memo[next(iter(memo))]
+
+    def take(self, value: bytes) -> dict | None:
+        """The decoded form of ``value`` if this process wrote it (see ``hand_over``), once."""
+        return self._handed.pop(value, None)
 
     def changelog(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
         self.write(topic, key, value, partition)
@@ -182,10 +198,12 @@ class Engine:
         self.processed += len(batch)
 
     def commit(self) -> None:
-        """Flush every output, then commit what was processed."""
+        """Write the changed state, flush every output, then commit what was processed."""
         if not self._done:
             self.out._producer.poll(0)
             return
+        for store in self.stores:
+            store.flush(self.out.changelog)
         self.out.flush()
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
         self._done = {}
@@ -219,14 +237,21 @@ class Engine:
             self.commit()
         except Exception:
             log.exception("could not commit before the rebalance; the records will be processed again")
-            self._done = {}
+            self._forget()
         self.assigned = self.out.assigned = {}
         self._announce({})
 
     def _on_lost(self, consumer, partitions) -> None:
         self.rebalancing = True
-        self._done = {}
+        self._forget()
         self.assigned = self.out.assigned = {}
+
+    def _forget(self) -> None:
+        """Drop uncommitted progress and all state: it is restored from the changelogs and
+        the records since the last commit are processed again (by whichever worker owns them)."""
+        self._done = {}
+        for store in self.stores:
+            store.keep_only(())
 
     # -- observation ------------------------------------------------------------------
     def lag(self) -> dict[str, int]:

@@ -57,6 +57,7 @@ def ingest(msg, out: Output) -> None:
     if result.event is not None:
         out.write(payments_topic, result.event["payee_id"].encode(), value,
                   headers=[(SOURCE_HEADER, encode_source(topic, msg.partition(), msg.offset()))])
+        out.hand_over(value, result.event)
     else:
         send_dead_letter(out, result.dead_letter)
 

@@ -78,7 +78,7 @@ def ledger(msg, out: Output) -> None:
     """Stage: one payee-keyed payment event -> its account, the ledger and the fan-out."""
     now = wire_now()
     value = msg.value()
-    record = codec.decode(value, expect="PaymentEvent")  # validated at ingest
+    record = out.take(value) or codec.decode(value, expect="PaymentEvent")  # validated at ingest
     payer = current_payer(record["payer_id"])
     partition = msg.partition()
     if not payer.in_ledger:  # PROPOSAL_2: analysis only, never registered
@@ -88,7 +88,7 @@ def ledger(msg, out: Output) -> None:
     account = accounts.get(partition, key) or new_account(record["payee_id"])
     outcome = register(account, record, now)
     if outcome.kind == "REGISTERED":
-        accounts.put(partition, key, account, out.changelog)
+        accounts.put(partition, key, account)
         metrics.inc(metrics.EVENTS_REGISTERED, payer.payer_id, record["event_type"])
         metrics.REGISTRATION_LATENCY.observe(max(0.0, (now - record["event_time"]).total_seconds()))
     elif outcome.kind == "DUPLICATE":

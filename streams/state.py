@@ -2,7 +2,9 @@
 
 A ``Store`` belongs to one stage and is partitioned like the stage's source topic: the
 state of source partition *p* is written to changelog partition *p*, so whichever worker is
-assigned *p* restores exactly that partition. Values are kept decoded in memory for the
+assigned *p* restores exactly that partition. A changed value is encoded and written once
+per commit (``flush``, before the inputs' offsets are committed), however often it changed
+in between: a payee's PLANNED and EXECUTED events often arrive close together. Values are kept decoded in memory for the
 hot path (``memory://``), or as Avro bytes in RocksDB with a bounded cache of decoded
 values (``rocksdb://``, for state larger than memory). A value restored from the changelog
 stays bytes until it is first read.
@@ -32,6 +34,7 @@ class MemoryPartition:
     def __init__(self, decode: Callable[[bytes], Any]):
         self._data: dict[bytes, Any] = {}
         self._decode = decode
+        self.dirty: set[bytes] = set()
 
     def get(self, key: bytes) -> Any:
         value = self._data.get(key)
@@ -44,8 +47,12 @@ class MemoryPartition:
         value = self._data.get(key)
         return self._decode(value) if value.__class__ is bytes else value
 
-    def put(self, key: bytes, value: Any, encoded: bytes) -> None:
+    def put(self, key: bytes, value: Any) -> None:
         self._data[key] = value
+        self.dirty.add(key)
+
+    def persist(self, key: bytes, encoded: bytes) -> None:
+        pass  # the dict holds the value itself
 
     def load(self, key: bytes, encoded: bytes | None) -> None:
         if encoded is None:
@@ -74,6 +81,7 @@ class RocksPartition:
         self._cache_size = cache_size
         self._decode = decode
         self._count = 0
+        self.dirty: set[bytes] = set()  # changed since the last flush: kept in the cache until persisted
 
     def get(self, key: bytes) -> Any:
         value = self._cache.get(key)
@@ -95,14 +103,20 @@ class RocksPartition:
     def _remember(self, key: bytes, value: Any) -> None:
         self._cache[key] = value
         self._cache.move_to_end(key)
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        while len(self._cache) > self._cache_size:
+            oldest = next(iter(self._cache))
+            if oldest in self.dirty:  # not persisted yet: the cache may exceed its size until the flush
+                break
+            del self._cache[oldest]
 
-    def put(self, key: bytes, value: Any, encoded: bytes) -> None:
+    def put(self, key: bytes, value: Any) -> None:
+        self._remember(key, value)
+        self.dirty.add(key)
+
+    def persist(self, key: bytes, encoded: bytes) -> None:
         if key not in self._db:
             self._count += 1
         self._db[key] = encoded
-        self._remember(key, value)
 
     def load(self, key: bytes, encoded: bytes | None) -> None:
         self._cache.pop(key, None)
@@ -148,18 +162,29 @@ class Store:
     def get(self, partition: int, key: bytes) -> Any:
         return self.partitions[partition].get(key)
 
-    def put(self, partition: int, key: bytes, value: Any, write: Write) -> bytes:
-        """Keep ``value`` and write it to the changelog (delivered before the input's offset
-        is committed). Returns the encoded value."""
-        encoded = self._codec.encode(self.schema, value)
-        self.partitions[partition].put(key, value, encoded)
-        write(self.changelog_topic, key, encoded, partition)
-        return encoded
+    def put(self, partition: int, key: bytes, value: Any) -> None:
+        """Keep ``value``; it is written to the changelog at the next ``flush``."""
+        self.partitions[partition].put(key, value)
+
+    def flush(self, write: Write) -> int:
+        """Encode every value changed since the last flush and write it to the changelog
+        (the engine flushes before it commits offsets). Returns how many were written."""
+        written = 0
+        for p, part in self.partitions.items():
+            if not part.dirty:
+                continue
+            dirty, part.dirty = part.dirty, set()
+            for key in dirty:
+                encoded = self._codec.encode(self.schema, part.get(key))
+                part.persist(key, encoded)
+                write(self.changelog_topic, key, encoded, p)
+            written += len(dirty)
+        return written
 
     def keep_only(self, partitions: Iterable[int]) -> None:
         """Forget the partitions this worker no longer owns."""
         keep = set(partitions)
-        for p in [p for p in self.partitions if p not in keep]:
+        for p in [p for p in self.partitions if p not in keep]:  # flushed before a revoke
             self.partitions.pop(p).close()
             self.restored_to.pop(p, None)
 
