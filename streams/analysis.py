@@ -22,9 +22,11 @@ thresholds = Thresholds.from_settings(settings)
 by_account_topic = catalogue.analysis_by_account.name
 signals_topic = catalogue.signals.name
 payee_states = Store("payee-analysis", STATE_SCHEMA, catalogue.payments.name,
-                     catalogue.changelog("payee-analysis").name, codec, settings.store, settings.data_dir)
+                     catalogue.changelog("payee-analysis").name, codec, settings.store, settings.data_dir,
+                     settings.state_cache)
 account_states = Store("account-analysis", STATE_SCHEMA, by_account_topic,
-                       catalogue.changelog("account-analysis").name, codec, settings.store, settings.data_dir)
+                       catalogue.changelog("account-analysis").name, codec, settings.store, settings.data_dir,
+                     settings.state_cache)
 
 
 def publish_hits(out: Output, hits: list[dict]) -> None:

@@ -31,7 +31,7 @@ API_PATH = "/api/v1/me/payments"
 
 citizen_topic = catalogue.citizen.name
 views = Store("citizen-views", VIEW_SCHEMA, citizen_topic, catalogue.changelog("citizen-views").name, codec,
-              settings.store, settings.data_dir)
+              settings.store, settings.data_dir, settings.state_cache)
 
 
 #: header of a citizen record whose view the ledger stage already updated (see ``show``)

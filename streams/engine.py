@@ -137,11 +137,12 @@ class Engine:
         committed past, e.g. an undeliverable output record."""
         self.out = Output({"bootstrap.servers": self.bootstrap, "linger.ms": 25, "acks": "all",
                            "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000,
+                           "queue.buffering.max.kbytes": 65536,
                            "enable.idempotence": False, **self.producer_config})
         self.consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
-            "fetch.wait.max.ms": 100, "fetch.min.bytes": 65536, "queued.max.messages.kbytes": 262144, **self.consumer_config})
+            "fetch.wait.max.ms": 100, "fetch.min.bytes": 65536, "queued.max.messages.kbytes": 32768, **self.consumer_config})
         self.consumer.subscribe(sorted(self._by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         last_commit = last_lag = time.monotonic()

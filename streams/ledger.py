@@ -32,7 +32,7 @@ ledger_topic = catalogue.ledger.name
 output_topics = {"enriched": catalogue.enriched.name, "citizen": catalogue.citizen.name,
                  "analysis": catalogue.analysis.name}
 accounts = Store("accounts", ACCOUNT_SCHEMA, payments_topic, catalogue.changelog("accounts").name, codec,
-                 settings.store, settings.data_dir)
+                 settings.store, settings.data_dir, settings.state_cache)
 
 
 def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None, now: dt.datetime,

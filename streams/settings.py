@@ -80,7 +80,10 @@ class Settings:
         "TKONTO_ADVERTISED_HOST", "Host name other workers use to reach this one; default: the bound host, "
         "or the machine's host name when bound to 0.0.0.0.", "")
     data_dir: str = env_field("TKONTO_DATA_DIR", "Directory for worker state (RocksDB tables).", "var/tkonto")
-    store: str = env_field("TKONTO_STORE", "Table store: memory:// or rocksdb://.", "memory://")
+    store: str = env_field("TKONTO_STORE", "State store: memory:// (all state decoded in memory) or rocksdb:// "
+                           "(state on disk, a bounded cache decoded; for state larger than memory).", "memory://")
+    state_cache: int = env_field(
+        "TKONTO_STATE_CACHE", "With rocksdb://: values kept decoded per state partition (LRU).", 2000)
     session_timeout: float = env_field(
         "TKONTO_SESSION_TIMEOUT",
         "Consumer group session timeout in seconds; a dead worker's partitions move after this.",
