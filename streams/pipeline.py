@@ -40,8 +40,8 @@ def build_engine() -> Engine:
                          "heartbeat.interval.ms": max(200, int(settings.session_timeout * 200)),
                          "fetch.wait.max.ms": settings.fetch_max_wait_ms,
                          "client.id": settings.canonical_url},
-        producer_config=settings.producer_tuning(),
-        batch_size=settings.batch_size,
+        producer_config={"linger.ms": settings.linger_ms, **settings.producer_tuning()},
+        batch_size=settings.pipeline_batch,
     )
     engine.on_assigned = announce
     return engine
