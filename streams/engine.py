@@ -31,6 +31,7 @@ from typing import Callable
 import confluent_kafka
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from . import metrics
 from .state import Store, restore
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ class Engine:
                 stage.on_error(msg, exc, out)
             done[(topic, msg.partition())] = msg.offset() + 1
         self.processed += len(batch)
+        metrics.publish_pending()
 
     def commit(self) -> None:
         """Write the changed state, flush every output, then commit what was processed."""

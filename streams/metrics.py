@@ -47,13 +47,19 @@ NOTIFICATIONS = Counter(
 REVIEW_EXPORTS = Counter(
     "tkonto_review_exports_total", "In-depth review exports of a named person (each one audited).")
 
-_children: dict[tuple, object] = {}
+_pending: dict[tuple, int] = {}
 
 
 def inc(metric: Counter, *labels: str) -> None:
-    """``metric.labels(*labels).inc()`` for the hot path: the labelled child is looked up once."""
-    key = (id(metric), labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    child.inc()
+    """``metric.labels(*labels).inc()`` for the pipeline's hot path: counted here and added
+    to the counter by ``publish_pending``, which the engine calls after every batch (on
+    its own thread, the only one that calls ``inc``)."""
+    key = (metric, labels)
+    _pending[key] = _pending.get(key, 0) + 1
+
+
+def publish_pending() -> None:
+    global _pending
+    pending, _pending = _pending, {}
+    for (metric, labels), count in pending.items():
+        metric.labels(*labels).inc(count)
