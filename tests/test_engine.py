@@ -1,0 +1,471 @@
+"""streams/engine.py: the in-process hand-over of decoded records, and an Engine with two
+small stages end to end on the real embedded broker (exactly once in a clean run, offsets
+committed only after the state and outputs are flushed, failures to ``on_error``)."""
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import importlib.util
+import itertools
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import confluent_kafka
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import streams.engine as engine_module
+from streams.account import new_account, register
+from streams.codec import default_codec
+from streams.engine import Engine, Output, Stage
+from streams.enrichment import enrich
+from streams.observe import end_offsets, read_topic, wait_until
+from streams.routing import routes
+from streams.state import Store
+
+SCHEMA = "se.tkonto.state.Account"
+ROOT = Path(__file__).resolve().parents[1]
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def kafka(broker):
+    """The module's broker. An Output and its producer form a reference cycle (the delivery
+    callback): they are collected before the broker stops, which otherwise waits seconds
+    for their connections."""
+    yield broker
+    gc.collect()
+
+
+# -- the engine end to end ------------------------------------------------------------------
+def create_topics(bootstrap: str, *specs: tuple[str, int, bool]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = [NewTopic(name, partitions, 1, config={"cleanup.policy": "compact"} if compacted else {})
+           for name, partitions, compacted in specs]
+    for future in admin.create_topics(new, operation_timeout=30).values():
+        future.result(30)
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
+    for key, value in records:
+        producer.produce(topic, value, key)
+    assert producer.flush(30) == 0
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+class Trace:
+    """What the stages and the engine's flushes and commits did, in order (engine thread)."""
+
+    def __init__(self):
+        self.events: list[tuple] = []
+
+
+class CountingStore(Store):
+    trace: Trace
+
+    def flush(self, write) -> int:
+        written = super().flush(write)
+        self.trace.events.append(("store_flush", written))
+        return written
+
+
+class App:
+    """Stage A reads X and copies each record to Y (handing it over); a value b"boom" makes
+    it raise, and its on_error sends the record to D. Stage B reads Y and counts per key
+    in a Store (an Account's sequence)."""
+
+    def __init__(self, topics: dict, trace: Trace):
+        self.t, self.trace = topics, trace
+        self.a: list[tuple[int, int]] = []
+        self.b: list[tuple[int, int]] = []
+        self.taken = 0
+        self.errors: list[tuple] = []
+        self.assignments: list[dict] = []
+        self.store = CountingStore("counts", SCHEMA, topics["Y"], topics["C"], default_codec())
+        self.store.trace = trace
+
+    def handle_a(self, msg, out) -> None:
+        self.trace.events.append(("handle", msg.topic(), msg.partition(), msg.offset()))
+        if msg.value() == b"boom":
+            raise ValueError("boom on purpose")
+        self.a.append((msg.partition(), msg.offset()))
+        out.write(self.t["Y"], msg.key(), msg.value())
+        out.hand_over(msg.value(), {"value": msg.value()})
+
+    def failed_a(self, msg, exc, out) -> None:
+        self.errors.append((msg.topic(), msg.partition(), msg.offset(), msg.value(), exc))
+        out.write(self.t["D"], msg.key(), msg.value())
+
+    def handle_b(self, msg, out) -> None:
+        self.trace.events.append(("handle", msg.topic(), msg.partition(), msg.offset()))
+        self.b.append((msg.partition(), msg.offset()))
+        handed = out.take(msg.value())
+        if handed is not None:
+            assert handed == {"value": msg.value()}
+            self.taken += 1
+        p, key = msg.partition(), msg.key()
+        account = self.store.get(p, key) or new_account(key.decode())
+        account["sequence"] += 1
+        self.store.put(p, key, account)
+
+    def failed_b(self, msg, exc, out) -> None:
+        self.errors.append((msg.topic(), msg.partition(), msg.offset(), msg.value(), exc))
+
+    def engine(self, bootstrap: str, group: str) -> Engine:
+        stages = [Stage("A", [self.t["X"]], self.handle_a, self.failed_a),
+                  Stage("B", [self.t["Y"]], self.handle_b, self.failed_b)]
+        return Engine(bootstrap, group, stages, [self.store],
+                      consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+                      producer_config={"linger.ms": 5}, commit_interval=0.3,
+                      on_assigned=lambda engine, assigned: self.assignments.append(
+                          {t: set(ps) for t, ps in assigned.items()}))
+
+
+def start(engine: Engine) -> threading.Thread:
+    thread = threading.Thread(target=engine.run, name="test-engine", daemon=True)
+    thread.start()
+    return thread
+
+
+def stop(engine: Engine, thread: threading.Thread) -> None:
+    engine.stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert engine.failed is None
+
+
+@pytest.fixture
+def traced(monkeypatch):
+    """The engine's Output and Consumer, recording flushes and commits into one Trace."""
+    trace = Trace()
+
+    class TracedOutput(Output):
+        def flush(self, timeout: float = 60.0) -> None:
+            super().flush(timeout)
+            trace.events.append(("out_flush",))
+
+    class TracedConsumer(confluent_kafka.Consumer):
+        def commit(self, *args, **kwargs):
+            offsets = kwargs.get("offsets")
+            trace.events.append(("commit", sorted((tp.topic, tp.partition, tp.offset) for tp in offsets)))
+            return super().commit(*args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "Output", TracedOutput)
+    monkeypatch.setattr(engine_module, "Consumer", TracedConsumer)
+    return trace
+
+
+def assert_commits_follow_flushes(trace: Trace) -> int:
+    """Every commit comes after a store flush and a delivered output flush that both come
+    after the last record handled; returns how many commits there were."""
+    events = trace.events
+    commits = 0
+    handled: dict[tuple[str, int], int] = {}
+    for i, event in enumerate(events):
+        if event[0] == "handle":
+            handled[(event[1], event[2])] = max(handled.get((event[1], event[2]), -1), event[3])
+        if event[0] != "commit":
+            continue
+        commits += 1
+        last_handle = max(j for j in range(i) if events[j][0] == "handle")
+        between = [e[0] for e in events[last_handle + 1:i]]
+        assert between == ["store_flush", "out_flush"], (i, between)
+        for topic, partition, offset in event[1]:
+            assert offset == handled[(topic, partition)] + 1  # exactly what was processed
+    return commits
+
+
+@pytest.mark.broker
+def test_engine_processes_once_commits_after_flush_and_survives_a_failing_record(kafka, traced):
+    n = next(_ids)
+    t = {"X": f"eng{n}.x", "Y": f"eng{n}.y", "C": f"eng{n}.counts-changelog", "D": f"eng{n}.dead"}
+    create_topics(kafka.bootstrap, (t["X"], 2, False), (t["Y"], 2, False), (t["C"], 2, True), (t["D"], 1, False))
+    keys = [f"k{i}".encode() for i in range(10)]
+    records = [(keys[i % 10], b"v%d" % i) for i in range(25)] + [(b"k3", b"boom")] + \
+              [(keys[i % 10], b"v%d" % i) for i in range(25, 50)]
+    produce(kafka.bootstrap, t["X"], records)
+    group = f"eng{n}-group"
+
+    first = App(t, traced)
+    engine = first.engine(kafka.bootstrap, group)
+    thread = start(engine)
+    try:
+        assert wait_until(lambda: len(first.b) >= 50 and len(first.a) + len(first.errors) >= 51, 40, 0.05), (
+            f"processed {len(first.a)} / {len(first.b)}")
+        time.sleep(0.5)  # anything processed twice would show now
+    finally:
+        stop(engine, thread)
+
+    # every record processed exactly once; the failing one went to on_error, and on it went
+    assert len(first.a) == 50 and len(set(first.a)) == 50
+    assert len(first.b) == 50 and len(set(first.b)) == 50
+    assert first.taken == 50  # every Y record was handed over in-process
+    assert len(first.errors) == 1
+    topic, partition, offset, value, exc = first.errors[0]
+    assert (topic, value) == (t["X"], b"boom") and isinstance(exc, ValueError) and str(exc) == "boom on purpose"
+    assert (partition, offset) not in first.a
+    assert [m.value() for m in read_topic(kafka.bootstrap, t["D"])] == [b"boom"]
+    assert sorted(m.value() for m in read_topic(kafka.bootstrap, t["Y"])) == sorted(v for _, v in records if v != b"boom")
+    assert first.assignments[0] == {t["X"]: {0, 1}, t["Y"]: {0, 1}}
+    assert first.assignments[-1] == {}
+    assert first.store.partitions == {}  # forgotten on stop
+
+    # the changelog holds the final count of every key in the key's Y partition
+    latest = {}
+    for msg in read_topic(kafka.bootstrap, t["C"]):
+        latest[(msg.partition(), msg.key())] = default_codec().decode(msg.value(), expect=SCHEMA)["sequence"]
+    y_partition = {k: p for p, k in ((m.partition(), m.key()) for m in read_topic(kafka.bootstrap, t["Y"]))}
+    assert latest == {(y_partition[k], k): 5 for k in keys}
+
+    # offsets: committed up to the end of X and Y, and only after the flushes
+    assert committed(kafka.bootstrap, group, t["X"], 2) == end_offsets(kafka.bootstrap, t["X"])
+    assert committed(kafka.bootstrap, group, t["Y"], 2) == end_offsets(kafka.bootstrap, t["Y"])
+    assert sum(end_offsets(kafka.bootstrap, t["X"]).values()) == 51
+    assert assert_commits_follow_flushes(traced) >= 1
+
+    # a second engine in the same group: nothing again, the counts restored, new records only
+    traced.events.clear()
+    second = App(t, traced)
+    engine = second.engine(kafka.bootstrap, group)
+    thread = start(engine)
+    try:
+        assert wait_until(lambda: bool(second.assignments) and engine.partitions() == 4, 30, 0.05)
+        time.sleep(1.0)
+        assert second.a == [] and second.b == [] and second.errors == []
+        counts = {(p, k): second.store.get(p, k)["sequence"] for p, part in second.store.partitions.items()
+                  for k in keys if part.get(k) is not None}
+        assert counts == {(y_partition[k], k): 5 for k in keys}
+
+        produce(kafka.bootstrap, t["X"], [(k, b"w" + k) for k in keys])
+        assert wait_until(lambda: len(second.b) >= 10, 30, 0.05)
+        time.sleep(0.5)
+        assert len(second.a) == 10 and len(second.b) == 10 and second.errors == []
+        assert {k: second.store.get(y_partition[k], k)["sequence"] for k in keys} == {k: 6 for k in keys}
+    finally:
+        stop(engine, thread)
+    assert_commits_follow_flushes(traced)
+    assert committed(kafka.bootstrap, group, t["X"], 2) == end_offsets(kafka.bootstrap, t["X"])
+    assert sum(committed(kafka.bootstrap, group, t["Y"], 2).values()) == 60
+
+
+class _Delivered:
+    def __init__(self, topic: str):
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
+
+
+@pytest.mark.broker
+@pytest.mark.xfail(strict=True, reason="after an undelivered output record, run() raises, but consumer.close() in its "
+                                       "finally calls _on_revoke -> commit(), whose out.flush() now succeeds (the "
+                                       "errors were cleared by the first raise), so the offsets of the records whose "
+                                       "output was lost are committed")
+def test_an_undelivered_output_record_is_never_committed_past(kafka, monkeypatch):
+    n = next(_ids)
+    x, y, group = f"fail{n}.x", f"fail{n}.y", f"fail{n}-group"
+    create_topics(kafka.bootstrap, (x, 1, False), (y, 1, False))
+    produce(kafka.bootstrap, x, [(b"k", b"v%d" % i) for i in range(5)] + [(b"k", b"lost")] +
+            [(b"k", b"w%d" % i) for i in range(3)])
+
+    class LosingOutput(Output):
+        """The delivery report librdkafka gives for a record the broker never took (here: "lost")."""
+
+        def write(self, topic, key, value, partition=None, headers=None):
+            super().write(topic, key, value, partition, headers)
+            if value == b"lost":
+                self._delivered(confluent_kafka.KafkaError(confluent_kafka.KafkaError._MSG_TIMED_OUT), _Delivered(topic))
+
+    monkeypatch.setattr(engine_module, "Output", LosingOutput)
+    handled = []
+
+    def copy(msg, out):
+        handled.append(msg.offset())
+        out.write(y, msg.key(), msg.value())
+
+    engine = Engine(kafka.bootstrap, group, [Stage("copy", [x], copy, lambda msg, exc, out: None)], [],
+                    consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}, commit_interval=0.3)
+    raised = []
+
+    def run():
+        try:
+            engine.run()
+        except BaseException as exc:  # noqa: BLE001 - the engine must stop on it
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        engine.stop()
+        thread.join(10)
+    assert 5 in handled
+    assert len(raised) == 1 and isinstance(raised[0], confluent_kafka.KafkaException) and engine.failed is raised[0]
+    assert "1 not delivered" in str(raised[0])
+    raised.clear()
+    # the record whose output was lost (offset 5) must be read again by the next owner
+    assert committed(kafka.bootstrap, group, x, 1)[0] <= 5
+
+
+# -- Output.hand_over / take (after the engine test, so that its producers are collected) ---------
+@pytest.fixture
+def output(kafka):
+    out = Output({"bootstrap.servers": kafka.bootstrap})
+    yield out
+    out.flush(10)
+
+
+@pytest.mark.broker
+def test_take_returns_the_handed_object_once(output):
+    decoded = {"event_id": "e1"}
+    output.hand_over(b"value-1", decoded)
+    output.hand_over(b"value-2", {"event_id": "e2"})
+    assert output.take(b"value-1") is decoded
+    assert output.take(b"value-1") is None
+    assert output.take(b"never handed") is None
+    assert output.take(b"value-2") == {"event_id": "e2"}
+    assert output.take(b"value-2") is None
+    assert output._handed == {}
+
+
+@pytest.mark.broker
+def test_hand_over_memo_is_bounded_dropping_the_oldest(output):
+    assert Output.HAND_OVER_MAX == 20_000
+    objects = [{"n": i} for i in range(Output.HAND_OVER_MAX + 5)]
+    for i, obj in enumerate(objects):
+        output.hand_over(b"v%d" % i, obj)
+    assert len(output._handed) == Output.HAND_OVER_MAX
+    assert [output.take(b"v%d" % i) for i in range(5)] == [None] * 5  # the five oldest were dropped
+    assert output.take(b"v5") is objects[5]
+    assert output.take(b"v%d" % (Output.HAND_OVER_MAX + 4)) is objects[-1]
+    assert len(output._handed) == Output.HAND_OVER_MAX - 2
+
+
+@pytest.mark.broker
+def test_hand_over_bound_on_an_instance(output):
+    output.HAND_OVER_MAX = 3
+    for i in range(6):
+        output.hand_over(b"v%d" % i, {"n": i})
+    assert list(output._handed) == [b"v3", b"v4", b"v5"]
+    assert [output.take(b"v%d" % i) for i in range(6)] == [None, None, None, {"n": 3}, {"n": 4}, {"n": 5}]
+
+
+# -- the equivalence the fused hops rely on ----------------------------------------------------
+# The ledger stage hands its in-memory records on (the payee rules, the payee's own citizen
+# view, the account-analysis stage via ``take``), and the state stores keep decoded values:
+# each must equal what a consumer decodes from the bytes written for it.
+def _micro_hotpath():
+    spec = importlib.util.spec_from_file_location("micro_hotpath", ROOT / "benchmarks" / "micro_hotpath.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _with_decisions(codec, events):
+    """Decision data on some events (the simulation publishes none), some under patient secrecy."""
+    out = []
+    for i, (payer, value) in enumerate(events):
+        if i % 5 == 0:
+            record = codec.decode(value, expect="PaymentEvent")
+            record["decision"] = {
+                "decision_id": f"d-{i}", "decision_date": dt.date(2026, 6, 1 + i % 28), "legal_basis": "SoL 4 kap. 1 §",
+                "patient_secrecy": i % 15 == 0,
+                "circumstances": [{"name": "household_size", "value": str(1 + i % 4), "patient_secrecy": False},
+                                  {"name": "diagnosis_code", "value": "F32.1", "patient_secrecy": True}]}
+            value = codec.encode("PaymentEvent", record)
+        out.append((payer, value))
+    return out
+
+
+def _run_fusions(now: dt.datetime, n_events: int = 2500):
+    """Run realistic events through the ledger stage's steps (account.register, enrich,
+    routes) and compare every record it keeps in memory with its decoded bytes at the
+    moment it is written. Returns (records checked per schema, mismatches per schema,
+    outcomes of register, the EnrichedPayment records)."""
+    codec = default_codec()
+    bench = _micro_hotpath()
+    payers, registers, events = bench.build(n_events, 400, 11)
+    accounts: dict[str, dict] = {}
+    restored: dict[str, bytes] = {}  # the same accounts as the changelog holds them
+    checked, mismatched, outcomes, expected = Counter(), Counter(), Counter(), Counter()
+    enriched_records = []
+
+    def written(schema: str, record: dict) -> bytes:
+        data = codec.encode(schema, record)
+        checked[schema] += 1
+        if codec.decode(data, expect=schema) != record:
+            mismatched[schema] += 1
+        return data
+
+    for payer, value in _with_decisions(codec, events):
+        record = codec.decode(value, expect="PaymentEvent")
+        entry = None
+        if payer.in_ledger:
+            payee = record["payee_id"]
+            account = accounts.get(payee) or new_account(payee)
+            outcome = register(account, record, now)
+            # the same event on the account as restored from its changelog bytes: the same outcome
+            wire = codec.decode(restored[payee], expect=SCHEMA) if payee in restored else new_account(payee)
+            again = register(wire, record, now)
+            if (again.kind, again.entry, again.reason) != (outcome.kind, outcome.entry, outcome.reason):
+                mismatched["register"] += 1
+            outcomes[outcome.kind] += 1
+            if outcome.kind == "REGISTERED":
+                accounts[payee] = account
+                restored[payee] = written(SCHEMA, account)
+            if outcome.entry is None:
+                continue
+            entry = outcome.entry
+            # a citizen route per viewer in P1 and P3, under both policies
+            expected["LedgerEntry"] += 2 * 2 * (2 if entry["representative_id"] else 1)
+        # enriched in every scope, analysis in P1 and P2, under both policies
+        expected["EnrichedPayment"] += 2 * 5
+        is_person = len(record["payee_id"]) == 12
+        enriched = enrich(record, payer, registers["accounts"].get(record["bank_account"]),
+                          registers["population"].get(record["payee_id"]) if is_person else None, now)
+        if entry is not None:
+            enriched["ledger_sequence"] = entry["sequence"]
+        for scope in ("PROPOSAL_1", "PROPOSAL_2", "PROPOSAL_3"):
+            for allowed in (False, True):
+                for route in routes(scope, enriched, entry, allowed):
+                    written(route.schema, route.record)
+                    if route.schema == "EnrichedPayment":
+                        enriched_records.append(route.record)
+    expected[SCHEMA] = outcomes["REGISTERED"]
+    return checked, expected, mismatched, outcomes, enriched_records
+
+
+def test_records_kept_in_memory_equal_their_decoded_bytes():
+    from streams.ledger import wire_now
+
+    now = wire_now()
+    assert now.tzinfo is not None and now.microsecond % 1000 == 0
+    checked, expected, mismatched, outcomes, enriched = _run_fusions(now)
+    assert mismatched == Counter()
+    assert checked == expected
+    assert outcomes["REGISTERED"] > 1000 and outcomes["DUPLICATE"] > 0 and expected["EnrichedPayment"] == len(enriched)
+    assert {r["verification"]["result"] for r in enriched} >= {"MATCH"}
+    assert any(r["payment"]["decision"] and r["payment"]["decision"]["patient_secrecy"] for r in enriched)
+    assert any(r["payment"]["representative_id"] for r in enriched)
+
+
+def test_without_millisecond_truncation_the_records_would_differ():
+    # the check above is not vacuous: a microsecond ``now`` does not survive the wire
+    now = dt.datetime(2026, 7, 1, 8, 0, 1, 250123, tzinfo=dt.timezone.utc)
+    checked, _, mismatched, _, _ = _run_fusions(now, n_events=300)
+    assert mismatched[SCHEMA] == checked[SCHEMA] > 0  # every record carries ``now``
+    assert mismatched["LedgerEntry"] == checked["LedgerEntry"] > 0
+    assert mismatched["EnrichedPayment"] == checked["EnrichedPayment"] > 0
+    assert mismatched["register"] > 0  # a redelivery after a restore would re-emit a different entry
