@@ -170,7 +170,8 @@ class Engine:
             self.commit()
             self._announce({})
         except BaseException as exc:
-            self.failed = exc
+            self.failed = exc  # from here on nothing is committed: not even by the revoke in close()
+            self._done = {}
             log.exception("pipeline engine stopped")
             raise
         finally:
@@ -202,6 +203,8 @@ class Engine:
 
     def commit(self) -> None:
         """Write the changed state, flush every output, then commit what was processed."""
+        if self.failed is not None:
+            raise RuntimeError("the engine failed; nothing more is committed") from self.failed
         if not self._done:
             self.out._producer.poll(0)
             return
@@ -236,6 +239,9 @@ class Engine:
 
     def _on_revoke(self, consumer, partitions) -> None:
         self.rebalancing = True
+        if self.failed is not None:  # closing after a failure: commit nothing, keep nothing
+            self._forget()
+            return
         try:
             self.commit()
         except Exception:

@@ -54,6 +54,9 @@ class MemoryPartition:
     def persist(self, key: bytes, encoded: bytes) -> None:
         pass  # the dict holds the value itself
 
+    def trim(self) -> None:
+        pass
+
     def load(self, key: bytes, encoded: bytes | None) -> None:
         if encoded is None:
             self._data.pop(key, None)
@@ -106,7 +109,10 @@ class RocksPartition:
         return value
 
     def peek(self, key: bytes) -> Any:
-        """Read from another thread (the web server): the cache is not touched."""
+        """Read without changing the cache's order (the web server's thread; the flush)."""
+        value = self._cache.get(key)  # a changed value not yet persisted is only here
+        if value is not None:
+            return value
         raw = self._db.get(key)
         return self._decode(raw) if raw is not None else None
 
@@ -127,6 +133,11 @@ class RocksPartition:
         if key not in self._db:
             self._count += 1
         self._db[key] = encoded
+
+    def trim(self) -> None:
+        """Back to the cache's size once the dirty values are persisted (oldest first)."""
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def load(self, key: bytes, encoded: bytes | None) -> None:
         self._cache.pop(key, None)
@@ -185,9 +196,10 @@ class Store:
                 continue
             dirty, part.dirty = part.dirty, set()
             for key in dirty:
-                encoded = self._codec.encode(self.schema, part.get(key))
+                encoded = self._codec.encode(self.schema, part.peek(key))
                 part.persist(key, encoded)
                 write(self.changelog_topic, key, encoded, p)
+            part.trim()
             written += len(dirty)
         return written
 
@@ -203,9 +215,10 @@ class Store:
 
 
 def restore(stores: list[Store], assigned: dict[str, set[int]], bootstrap: str, timeout: float = 120.0) -> int:
-    """Bring each store's assigned partitions up to date from its changelog (from where
-    this worker last read it, so a partition that stays here is only read for what others
-    wrote meanwhile). Returns the number of changelog records applied."""
+    """Bring each store's assigned partitions up to date from its changelog, from where
+    this worker last read it: a partition that stays here is read only from there, which
+    includes this worker's own writes since (re-applying them is harmless, they are the
+    values it holds). Returns the number of changelog records applied."""
     wanted: dict[tuple[str, int], tuple[Store, int]] = {}
     for store in stores:
         partitions = assigned.get(store.source_topic, set())

@@ -269,10 +269,6 @@ class _Delivered:
 
 
 @pytest.mark.broker
-@pytest.mark.xfail(strict=True, reason="after an undelivered output record, run() raises, but consumer.close() in its "
-                                       "finally calls _on_revoke -> commit(), whose out.flush() now succeeds (the "
-                                       "errors were cleared by the first raise), so the offsets of the records whose "
-                                       "output was lost are committed")
 def test_an_undelivered_output_record_is_never_committed_past(kafka, monkeypatch):
     n = next(_ids)
     x, y, group = f"fail{n}.x", f"fail{n}.y", f"fail{n}-group"
