@@ -28,7 +28,15 @@ is restarted) compares the ledger with the expectation computed by applying
 ``streams.account.register`` to the published events in publish order (after the same
 validation ingest applies); see ``expected_ledger``.
 
-Helpers run as subprocesses: ``python -m streams.bench raw-loop|naive-worker|profile``.
+Memory mode (``python -m streams.bench memory [--events 1000000] [--payees 100000] [--out DIR]``,
+``run_memory``): one worker with ``TKONTO_STORE=rocksdb://`` drains a pre-published backlog;
+its VmRSS (/proc/<pid>/status) is sampled every second from /ready until the group's lag is
+0, and reported at /ready (baseline), at 25/50/75/100 % processed (both ingest's and the
+ledger's counters past the fraction), after an idle ``--settle``, and at its peak (VmHWM),
+with the RocksDB WAL size (what is still in the memtables) and the ledger check.
+Written to ``<out>/memory.md`` and ``<out>/memory.json``.
+
+Helpers run as subprocesses: ``python -m streams.bench raw-loop|naive-worker|profile|memory``.
 """
 from __future__ import annotations
 
@@ -784,6 +792,266 @@ def run_bench(args) -> int:
     return 0 if ok else 1
 
 
+# -- memory: RSS of one rocksdb worker over a large backlog ----------------------------------
+MEMORY_TARGET_MB = 200.0
+
+
+def proc_status_mb(pid: int | None, *fields: str) -> dict[str, float]:
+    """``VmRSS``, ``VmHWM``, ``RssAnon`` ... of a live process in MB (0 when it is gone)."""
+    out = dict.fromkeys(fields, 0.0)
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in out:
+                out[name] = int(rest.split()[0]) / 1024
+    except (OSError, TypeError, ValueError):
+        pass
+    return out
+
+
+def rocksdb_files_mb(data_dir: Path) -> dict[str, float]:
+    """On-disk size of the worker's RocksDB state: SST files and write-ahead logs (a WAL
+    holds what is still in the memtables, so its size shows memtable memory from outside)."""
+    sst = wal = 0
+    dbs = 0
+    for root, _, files in os.walk(data_dir / "state"):
+        if "CURRENT" in files:
+            dbs += 1
+        for name in files:
+            try:
+                size = os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+            if name.endswith(".sst"):
+                sst += size
+            elif name.endswith(".log") and name[:-4].isdigit():
+                wal += size
+    return {"dbs": dbs, "sst_mb": round(sst / 2**20, 1), "wal_mb": round(wal / 2**20, 1)}
+
+
+def read_ledger_light(bootstrap: str, topic: str, timeout: float) -> list[dict]:
+    """The ledger topic, each entry reduced to what ``compare_ledger`` compares (a million
+    full decoded entries would cost the bench process gigabytes)."""
+    from .observe import read_topic
+
+    codec = default_codec()
+    keep = ("entry_id", "payee_id", "sequence", "paid_delta_ore", "upcoming_delta_ore")
+    out = []
+    for msg in read_topic(bootstrap, topic, timeout):
+        e = codec.decode(msg.value())
+        out.append({k: e[k] for k in keep})
+    return out
+
+
+def run_memory(n_events: int, n_payees: int, out_dir: Path, settle: float = 10.0) -> int:
+    """One worker with ``TKONTO_STORE=rocksdb://`` drains a pre-published backlog; its VmRSS
+    is sampled every second from /ready until the group's lag is 0 (and ``settle`` s after)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings.from_env()
+    if settings.bootstrap_servers:
+        print("tkonto bench memory: note: the benchmark always uses the embedded broker "
+              "(KAFKA_BOOTSTRAP_SERVERS ignored)")
+    settings = settings.with_overrides(bootstrap_servers="", store="rocksdb://")
+    workdir = Path(tempfile.mkdtemp(prefix="tkonto-memory-"))
+    progress = Progress("memory", every=5.0)
+    report: dict = {"started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                    "machine": machine(), "load_before": loadavg(),
+                    "args": {"events": n_events, "payees": n_payees, "payers": N_PAYERS, "seed": SEED,
+                             "store": settings.store, "state_cache": settings.state_cache,
+                             "partitions": settings.partitions, "pipeline_batch": settings.pipeline_batch,
+                             "settle_s": settle},
+                    "target": f"RSS growth (final - at /ready) < {MEMORY_TARGET_MB:.0f} MB"}
+    print(f"tkonto bench memory: {n_events} events over {n_payees} payees, 1 worker, rocksdb store "
+          f"(state cache {settings.state_cache} per partition); logs in {workdir}; load {report['load_before']}",
+          flush=True)
+    t_start = time.monotonic()
+    progress("simulating the events", force=True)
+    sim, emissions, _ = make_emissions(n_payees, n_events, 0)
+    dep = Deployment("memory", workdir, sim, settings, False)
+    samples: list[dict] = []
+    try:
+        progress(f"publishing {len(emissions)} events (pre-published backlog)", force=True)
+        broker_pid = dep.broker.proc.pid if dep.broker.proc else None
+        publish_s = publish(dep.clients, emissions, None, progress)
+        broker_after_publish = proc_status_mb(broker_pid, "VmRSS")["VmRSS"]
+        progress(f"published in {publish_s:.1f} s ({len(emissions) / publish_s:.0f}/s); broker RSS "
+                 f"{broker_after_publish:.0f} MB; computing the expected ledger", force=True)
+        t_exp = time.monotonic()
+        expected = expected_ledger(sim, emissions)
+        expect_reg = len(expected[0])
+        expected_s = time.monotonic() - t_exp
+        del emissions
+        gc.collect()
+        progress(f"expectation: {expect_reg} ledger entries over {len(expected[1])} payees "
+                 f"({expected_s:.1f} s); starting the worker", force=True)
+
+        worker = dep.start_worker()
+        data_dir = Path(worker.settings.data_dir)
+        t0 = dep.wait_all_ready([worker], timeout=300)
+        c0, b0 = cpu_seconds(worker.pid), dep.broker_cpu()
+
+        def sample(phase: str) -> dict:
+            mem = proc_status_mb(worker.pid, "VmRSS", "VmHWM", "RssAnon", "RssFile")
+            try:
+                n_in, n_reg = worker.metric_sum("tkonto_events_in_total"), worker.registered()
+            except RuntimeError:
+                n_in = n_reg = -1
+            s = {"t": round(time.monotonic() - t0, 1), "phase": phase, "rss_mb": round(mem["VmRSS"], 1),
+                 "hwm_mb": round(mem["VmHWM"], 1), "anon_mb": round(mem["RssAnon"], 1),
+                 "file_mb": round(mem["RssFile"], 1), "events_in": int(n_in), "registered": int(n_reg),
+                 "cpu_s": round(cpu_seconds(worker.pid) - c0, 1),
+                 "broker_rss_mb": round(proc_status_mb(broker_pid, "VmRSS")["VmRSS"], 1),
+                 **rocksdb_files_mb(data_dir)}
+            samples.append(s)
+            return s
+
+        base = sample("ready")
+        progress(f"worker ready: RSS {base['rss_mb']:.0f} MB (baseline), {base['events_in']} read, "
+                 f"{base['registered']} registered", force=True)
+        milestones: dict[int, dict] = {}
+        t_drained = None
+        deadline = time.monotonic() + 3600
+        next_at = time.monotonic() + 1.0
+        while t_drained is None:
+            if not worker.alive():
+                raise RuntimeError(f"worker exited ({worker.proc.returncode}); see {worker.log_file}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not drained within 3600 s; logs in {dep.workdir}")
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += 1.0
+            s = sample("drain")
+            done = min(s["events_in"] / n_events, s["registered"] / expect_reg if expect_reg else 1.0)
+            for pct in (25, 50, 75):
+                if pct not in milestones and done >= pct / 100:
+                    milestones[pct] = s
+                    progress(f"{pct}% processed: RSS {s['rss_mb']:.0f} MB", force=True)
+            if s["events_in"] >= n_events and s["registered"] >= expect_reg:
+                lag = dep.lag()
+                if lag == 0:
+                    t_drained = time.monotonic()
+                    s["phase"] = "drained"
+                    milestones[100] = s
+            progress(f"read {s['events_in']} / registered {s['registered']} of {expect_reg}; RSS "
+                     f"{s['rss_mb']:.0f} MB (peak {s['hwm_mb']:.0f}); rocksdb WAL {s['wal_mb']:.0f} MB, "
+                     f"SST {s['sst_mb']:.0f} MB; broker RSS {s['broker_rss_mb']:.0f} MB")
+        c1, b1 = cpu_seconds(worker.pid), dep.broker_cpu()
+        final = milestones[100]
+        settle_until = time.monotonic() + settle
+        while time.monotonic() < settle_until:
+            time.sleep(1.0)
+            sample("idle")
+        after = samples[-1]
+        progress("reading the ledger back", force=True)
+        t_led = time.monotonic()
+        check = compare_ledger(read_ledger_light(dep.bootstrap, dep.catalogue.ledger.name, 900), expected)
+        ledger_s = time.monotonic() - t_led
+        seconds = t_drained - t0
+        growth = final["rss_mb"] - base["rss_mb"]
+        report.update({
+            "publish_s": round(publish_s, 1), "publish_events_per_s": round(n_events / publish_s, 1),
+            "expectation_s": round(expected_s, 1), "ledger_read_s": round(ledger_s, 1),
+            "broker_rss_after_publish_mb": round(broker_after_publish, 1),
+            "drain_s": round(seconds, 1), "events_per_s": round(n_events / seconds, 1),
+            "cpu_per_1k_worker": round((c1 - c0) / n_events * 1000, 3),
+            "cpu_per_1k_broker": round((b1 - b0) / n_events * 1000, 3),
+            "rss_mb": {"ready": base["rss_mb"], **{f"{p}%": milestones[p]["rss_mb"] for p in (25, 50, 75, 100)
+                                                    if p in milestones},
+                       f"idle +{settle:.0f} s": after["rss_mb"], "peak (VmHWM)": max(s["hwm_mb"] for s in samples)},
+            "milestones": {f"{p}%": milestones[p] for p in sorted(milestones)},
+            "growth_mb": round(growth, 1), "within_target": growth < MEMORY_TARGET_MB,
+            "ledger": check, "ledger_exact": check["exact"], "samples": samples,
+            "rocksdb_at_drain": {k: final[k] for k in ("dbs", "sst_mb", "wal_mb")},
+        })
+    finally:
+        dep.close()
+        report["load_after"] = loadavg()
+        report["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    (out_dir / "memory.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out_dir / "memory.md").write_text(memory_markdown(report))
+    print()
+    print(memory_table(report))
+    print(f"\nwritten {out_dir / 'memory.md'} and {out_dir / 'memory.json'} in {report['elapsed_s']} s; "
+          f"load {report['load_after']}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if report["ledger_exact"] else 1
+
+
+def _memory_rows(report: dict) -> list[tuple[str, str]]:
+    ms = report["milestones"]
+    rows = [("RSS at /ready (baseline)", f"{report['rss_mb']['ready']:.0f} MB")]
+    for p in ("25%", "50%", "75%", "100%"):
+        if p in ms:
+            s = ms[p]
+            rows.append((f"RSS at {p} processed", f"{s['rss_mb']:.0f} MB (t {s['t']:.0f} s, {s['events_in']} read, "
+                                                   f"{s['registered']} registered)"))
+    idle = [k for k in report["rss_mb"] if k.startswith("idle")]
+    if idle:
+        rows.append((f"RSS {idle[0][5:]} after drain (idle)", f"{report['rss_mb'][idle[0]]:.0f} MB"))
+    growth = report["growth_mb"]
+    rows += [
+        ("peak RSS (VmHWM)", f"{report['rss_mb']['peak (VmHWM)']:.0f} MB"),
+        ("growth (final - baseline)", f"{growth:.0f} MB ({'within' if report['within_target'] else 'OVER'} "
+                                      f"the {MEMORY_TARGET_MB:.0f} MB target)"),
+        ("drain (ready -> lag 0)", f"{report['drain_s']:.1f} s"),
+        ("events/s", f"{report['events_per_s']:.0f}"),
+        ("CPU s / 1k events (worker)", f"{report['cpu_per_1k_worker']:.3f}"),
+        ("CPU s / 1k events (broker)", f"{report['cpu_per_1k_broker']:.3f}"),
+        ("rocksdb at drain (dbs, SST, WAL)", "{dbs} dbs, SST {sst_mb} MB, WAL {wal_mb} MB".format(
+            **report["rocksdb_at_drain"])),
+        ("publish", f"{report['publish_s']:.0f} s ({report['publish_events_per_s']:.0f}/s), broker RSS after "
+                    f"{report['broker_rss_after_publish_mb']:.0f} MB"),
+    ]
+    c = report["ledger"]
+    rows.append(("ledger exact", f"{'yes' if c['exact'] else 'NO'}: {c['distinct_entries']} of "
+                                 f"{c['expected_entries']} entries, lost {c['lost']}, doubled {c['doubled']}, extra "
+                                 f"{c['extra']}, payees with wrong totals {c['payee_totals_mismatched']} of "
+                                 f"{c['payees']} (read back in {report['ledger_read_s']:.0f} s)"))
+    return rows
+
+
+def memory_table(report: dict) -> str:
+    rows = _memory_rows(report)
+    width = max(len(k) for k, _ in rows)
+    return "\n".join([f"{'measure':{width}}  value", "-" * (width + 40)] + [f"{k:{width}}  {v}" for k, v in rows])
+
+
+def memory_markdown(report: dict) -> str:
+    m, a = report["machine"], report["args"]
+    lines = [f"# tkonto bench memory — {report['started']}", "",
+             f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram_gb']} GB RAM, Python {m['python']}, load average "
+             f"before {report['load_before']}, after {report['load_after']}. Embedded broker (Tansu).", "",
+             f"{a['events']} events over {a['payees']} payees, pre-published; one worker, TKONTO_STORE={a['store']}, "
+             f"TKONTO_STATE_CACHE={a['state_cache']} per partition, {a['partitions']} partitions. VmRSS of the worker "
+             f"from /proc/<pid>/status every second from /ready until the consumer group's lag is 0. "
+             f"Target: {report['target']}.", "",
+             "| measure | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in _memory_rows(report)]
+    lines += ["", "Samples (every 10th, and the milestones):", "",
+              "| t s | phase | RSS MB | anon MB | file MB | read | registered | worker CPU s | rocksdb SST / WAL MB "
+              "| broker RSS MB |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    marks = {id(s) for s in report["milestones"].values()}
+    for i, s in enumerate(report["samples"]):
+        if i % 10 == 0 or s["phase"] != "drain" or id(s) in marks or s is report["samples"][-1]:
+            lines.append(f"| {s['t']} | {s['phase']} | {s['rss_mb']} | {s['anon_mb']} | {s['file_mb']} | "
+                         f"{s['events_in']} | {s['registered']} | {s['cpu_s']} | {s['sst_mb']} / {s['wal_mb']} | "
+                         f"{s['broker_rss_mb']} |")
+    return "\n".join(lines) + "\n"
+
+
+def memory_main(argv: list[str]) -> int:
+    """``tkonto bench memory [--events N] [--payees N] [--out DIR] [--settle S]``."""
+    from .cli import _Parser, _positive_float, _positive_int
+
+    parser = _Parser(prog="tkonto bench memory",
+                     description="RSS growth of one worker with the rocksdb store over a pre-published backlog.")
+    parser.add_argument("--events", type=_positive_int, default=1_000_000, help="events to publish (default 1000000)")
+    parser.add_argument("--payees", type=_positive_int, default=100_000, help="distinct payees (default 100000)")
+    parser.add_argument("--out", default="results", help="folder for memory.md and memory.json (default results/)")
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds to keep sampling after the drain (default 10)")
+    a = parser.parse_args(argv)
+    return run_memory(a.events, a.payees, Path(a.out), max(0.0, a.settle))
+
+
 # -- profiling -----------------------------------------------------------------------------
 def hot_spots(raw_file: Path, top: int = 25) -> tuple[list, list, int]:
     """From py-spy's raw (collapsed) output, idle samples excluded: [(function, self %, total %)]
@@ -869,7 +1137,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--out", default="results")
         a = parser.parse_args(argv[1:])
         return profile(a.events, a.payees, Path(a.out))
-    print("usage: python -m streams.bench raw-loop|naive-worker|profile ... (tkonto bench runs the table)",
+    if argv and argv[0] == "memory":
+        return memory_main(argv[1:])
+    print("usage: python -m streams.bench raw-loop|naive-worker|profile|memory ... (tkonto bench runs the table)",
           file=sys.stderr)
     return 2
 

@@ -44,3 +44,27 @@ def test_quick_bench_writes_a_complete_table_and_the_fault_scenario_is_exact(tmp
     markdown = (out / "bench.md").read_text()
     assert "| 3. tkonto pipeline, 1 worker | saturated |" in markdown
     assert "Fault scenario" in markdown
+
+
+def test_memory_mode_samples_rss_and_the_ledger_is_exact(tmp_path):
+    """`python -m streams.bench memory` (tkonto bench memory): one rocksdb worker, RSS sampled
+    from /ready to lag 0, milestones, growth and the ledger check. No memory thresholds here."""
+    out = tmp_path / "results"
+    result = subprocess.run([sys.executable, "-m", "streams.bench", "memory", "--events", "3000", "--payees", "500",
+                             "--settle", "1", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "memory.json").read_text())
+    assert report["args"]["store"] == "rocksdb://"
+    assert set(report["rss_mb"]) >= {"ready", "100%", "peak (VmHWM)"}
+    assert all(v > 0 for v in report["rss_mb"].values())
+    assert report["growth_mb"] == round(report["milestones"]["100%"]["rss_mb"] - report["rss_mb"]["ready"], 1)
+    assert report["events_per_s"] > 0 and report["cpu_per_1k_worker"] > 0
+    assert report["ledger_exact"] is True and report["ledger"]["distinct_entries"] > 0
+    assert "| growth (final - baseline) |" in (out / "memory.md").read_text()
+
+
+def test_memory_mode_rejects_bad_arguments_in_one_line():
+    result = subprocess.run([sys.executable, "-m", "streams.bench", "memory", "--events", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "must be greater than 0" in result.stderr
