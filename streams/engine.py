@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class Output:
     """Where stages write: one librdkafka producer, failures collected for the commit."""
 
-    HAND_OVER_MAX = 20_000
+    HAND_OVER_MAX = 5_000  # a later stage normally reads the record within a batch or two
 
     def __init__(self, config: dict):
         # delivery reports for failures only: no Python callback per delivered record

@@ -163,7 +163,7 @@ class Store:
     """One stage's state, per partition of its source topic."""
 
     def __init__(self, name: str, schema: str, source_topic: str, changelog_topic: str, codec: Codec,
-                 backend: str = "memory://", data_dir: str = "", cache_size: int = 2000):
+                 backend: str = "memory://", data_dir: str = "", cache_size: int = 250):
         self.name, self.schema, self.source_topic, self.changelog_topic = name, schema, source_topic, changelog_topic
         self._codec = codec
         self._backend = backend
