@@ -811,7 +811,8 @@ def proc_status_mb(pid: int | None, *fields: str) -> dict[str, float]:
 
 def rocksdb_files_mb(data_dir: Path) -> dict[str, float]:
     """On-disk size of the worker's RocksDB state: SST files and write-ahead logs (a WAL
-    holds what is still in the memtables, so its size shows memtable memory from outside)."""
+    holds what is still in the memtables, so its size shows memtable memory from outside;
+    always 0 since the store writes without a WAL, 547e699)."""
     sst = wal = 0
     dbs = 0
     for root, _, files in os.walk(data_dir / "state"):
