@@ -119,3 +119,54 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+def histogram_buckets(exposition: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of a Prometheus histogram in a /metrics text, summed over
+    label sets: {upper bound: count}, +Inf as ``math.inf``."""
+    import math
+    import re
+
+    buckets: dict[float, float] = {}
+    pattern = re.compile(rf'^{re.escape(name)}_bucket{{(?:[^}}]*,)?le="([^"]+)"[^}}]*}} ([0-9.eE+-]+)$')
+    for line in exposition.splitlines():
+        match = pattern.match(line)
+        if match:
+            le = math.inf if match.group(1) == "+Inf" else float(match.group(1))
+            buckets[le] = buckets.get(le, 0.0) + float(match.group(2))
+    return buckets
+
+
+def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The q-quantile of what a histogram observed between two scrapes, interpolated
+    linearly inside its bucket (as PromQL's histogram_quantile); None if nothing was observed."""
+    import math
+
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts):
+        if cumulative >= rank:
+            if math.isinf(bound):
+                return lower  # beyond the last finite bound: the best known is that bound
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def histogram_max_bound(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The upper bound of the highest bucket that received an observation between two scrapes."""
+    bounds = sorted(after)
+    previous = 0.0
+    top = None
+    for bound in bounds:
+        delta = after[bound] - before.get(bound, 0.0)
+        if delta > previous:
+            top = bound
+        previous = delta
+    return top
