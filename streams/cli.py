@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results", help="folder for bench.md and bench.json (default results/)")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every row")
     bench.add_argument("--skip-faults", action="store_true", help="skip the kill -9 fault scenario")
+    bench_sub = bench.add_subparsers(dest="bench_mode", parser_class=_Parser)
+    memory = bench_sub.add_parser("memory", help="RSS growth of one rocksdb worker over a large backlog")
+    memory.add_argument("--events", type=_positive_int, default=1_000_000, help="events (default 1000000)")
+    memory.add_argument("--payees", type=_positive_int, default=100_000, help="distinct payees (default 100000)")
+    memory.add_argument("--out", default="results", help="folder for memory.md and memory.json (default results/)")
+    memory.add_argument("--settle", type=_positive_float, default=10.0, help="seconds to sample after the drain")
 
     def analyst_options(p):
         p.add_argument("--url", help="a worker's HTTP address (default: this host's TKONTO_WEB_HOST:TKONTO_WEB_PORT)")
@@ -212,8 +218,12 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from pathlib import Path
 
+    from .bench import run_bench, run_memory
+
+    if getattr(args, "bench_mode", None) == "memory":
+        return run_memory(args.events, args.payees, Path(args.out), args.settle)
     return run_bench(args)
 
 

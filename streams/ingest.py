@@ -74,7 +74,7 @@ def failed(stage: str):
 
 if not payer_topic_names:
     log.warning("no payers configured (TKONTO_PAYERS_FILE is empty): ingest consumes nothing")
-stage = Stage("ingest", payer_topic_names, ingest, failed("ingest"))
+stage = Stage("ingest", payer_topic_names, ingest, failed("ingest"), feeds=[payments_topic])
 
 
 def send_dead_letter(out: Output, letter: dict) -> None:

@@ -105,5 +105,6 @@ def ledger(msg, out: Output) -> None:
         fan_out(out, partition, record, payer, outcome.entry, now, entry_bytes)
 
 
-stage = Stage("ledger", [payments_topic], ledger, failed("ledger"))
+stage = Stage("ledger", [payments_topic], ledger, failed("ledger"),
+              feeds=[catalogue.analysis_by_account.name, catalogue.citizen.name])
 stores = [accounts, analysis.payee_states]
