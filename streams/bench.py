@@ -15,10 +15,13 @@ memory) and prints one table, every row measured in the same run on the same mac
 Saturated rows pre-publish the events, then start the worker(s) and time the drain:
 sustained events/s = events / (first worker ready -> consumer-group lag on the payer topics
 and the payments topic is 0). The tkonto rows then run a fixed offered load (``--rate``)
-on the same worker(s) and report its latency. Latency is the payer's ``event_time`` ->
-*registered in the ledger* (``registered_at`` of the ledger entry read back from the
-ledger topic): the citizen view's own visibility time is not measured yet. Under a
-pre-published backlog that latency is mostly queueing time and is labelled so.
+on the same worker(s) and report its latency, two ways: the payer's ``event_time`` ->
+*registered in the ledger* (``registered_at`` of each ledger entry read back from the
+ledger topic, exact), and ``event_time`` -> *visible in the citizen view* (the workers'
+``tkonto_citizen_visibility_latency_seconds`` histogram, observed when an entry is folded
+into a view, scraped before and after the phase: p50/p99 interpolated inside the buckets,
+max as the upper bound of the highest bucket used). Under a pre-published backlog both are
+mostly queueing time and are labelled so.
 
 CPU seconds per 1,000 events: utime+stime of the worker processes (and, separately, the
 broker) from /proc/<pid>/stat over the measured window. Peak RSS: VmHWM of the worker.
@@ -63,7 +66,7 @@ from .broker import EmbeddedBroker, spawn_child, stop_child
 from .client import PayerClient
 from .codec import default_codec
 from .demo import percentile
-from .observe import decode_topic, group_lag
+from .observe import decode_topic, group_lag, histogram_buckets, histogram_max_bound, histogram_quantile
 from .payers import write_payers
 from .process import WorkerProcess
 from .settings import Settings
@@ -129,8 +132,22 @@ class Row:
     peak_rss_mb: float
     latency_ms: dict = field(default_factory=dict)  # p50, p99, max; empty when not measured
     latency_kind: str = ""
+    visibility_ms: dict = field(default_factory=dict)  # citizen view: p50, p99 (histogram), max (bucket bound)
     ledger_exact: bool | None = None
     note: str = ""
+
+
+VISIBILITY = "tkonto_citizen_visibility_latency_seconds"
+
+
+def visibility_summary(before: dict[float, float], after: dict[float, float]) -> dict:
+    p50, p99 = histogram_quantile(0.50, before, after), histogram_quantile(0.99, before, after)
+    if p50 is None:
+        return {}
+    top = histogram_max_bound(before, after)
+    return {"p50": round(p50 * 1000, 1), "p99": round(p99 * 1000, 1),
+            "max": round(top * 1000, 1) if top is not None and top != float("inf") else float("inf"),
+            "n": int(after.get(float("inf"), 0) - before.get(float("inf"), 0))}
 
 
 def latency_summary(seconds: list[float]) -> dict:
@@ -295,6 +312,18 @@ class Deployment:
 
     def broker_cpu(self) -> float:
         return cpu_seconds(self.broker.proc.pid if self.broker.proc else None)
+
+    def histogram(self, name: str) -> dict[float, float]:
+        """A histogram's cumulative buckets summed over the live workers."""
+        total: dict[float, float] = {}
+        for w in self.live():
+            try:
+                status, body = w.get("/metrics", timeout=5.0)
+            except OSError:
+                continue
+            for bound, count in histogram_buckets(body.decode(), name).items():
+                total[bound] = total.get(bound, 0.0) + count
+        return total
 
     def metric(self, name: str) -> float:
         total = 0.0
@@ -535,13 +564,16 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
         workers = [dep.start_worker() for _ in range(n_workers)]
         t0 = dep.wait_all_ready(workers)
         c0, b0 = dep.worker_cpu(), dep.broker_cpu()
+        h0 = dep.histogram(VISIBILITY)
         progress(f"{label} ready; draining {len(saturated)} events", force=True)
         t1 = dep.wait_drained(len(saturated), progress, 300 if quick else 3600, len(expect_a[0]))
         c1, b1 = dep.worker_cpu(), dep.broker_cpu()
+        h1 = dep.histogram(VISIBILITY)
         n = len(saturated)
         sat = Row(f"{'3' if n_workers == 1 else '4'}. tkonto pipeline, {label}", "saturated", n, round(t1 - t0, 2),
                   round(n / (t1 - t0), 1), round((c1 - c0) / n * 1000, 3), round((b1 - b0) / n * 1000, 3), 0.0,
                   note="first worker ready -> group lag 0 (offsets committed every 1 s)")
+        sat.visibility_ms = visibility_summary(h0, h1)
         rows.append(sat)
         offered_row = None
         if offered:
@@ -551,11 +583,13 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
             publish(dep.clients, offered, rate, progress)
             t3 = dep.wait_drained(len(saturated) + len(offered), progress, 300 if quick else 1800, len(expect_all[0]))
             c3, b3 = dep.worker_cpu(), dep.broker_cpu()
+            h3 = dep.histogram(VISIBILITY)
             m = len(offered)
             offered_row = Row(f"{'3' if n_workers == 1 else '4'}. tkonto pipeline, {label}", f"offered {rate:.0f}/s",
                               m, round(t3 - t2, 2), round(m / (t3 - t2), 1), round((c3 - c2) / m * 1000, 3),
                               round((b3 - b2) / m * 1000, 3), 0.0,
                               note="publish start -> group lag 0; rate = achieved, incl. the drain tail")
+            offered_row.visibility_ms = visibility_summary(h1, h3)
             rows.append(offered_row)
         rss = max(peak_rss_mb(w.pid) for w in dep.live())
         for row in rows:
@@ -682,14 +716,15 @@ def markdown(report: dict) -> str:
         f"Embedded broker (Tansu), one fresh broker per row. Arguments: {report['args']}.",
         "",
         "| row | mode | events | s | events/s | CPU s / 1k events (workers) | CPU s / 1k events (broker) "
-        "| peak RSS MB | latency p50 / p99 / max ms | ledger exact |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| peak RSS MB | registered: latency p50 / p99 / max ms | citizen view visible: p50 / p99 / max ≤ ms "
+        "| ledger exact |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for r in report["rows"]:
         exact = "—" if r["ledger_exact"] is None else ("yes" if r["ledger_exact"] else "**NO**")
         lines.append(f"| {r['name']} | {r['mode']} | {r['events']} | {r['seconds']} | {r['events_per_s']:.0f} | "
                      f"{r['cpu_per_1k_workers']} | {r['cpu_per_1k_broker']} | {r['peak_rss_mb']} | "
-                     f"{fmt_lat(r['latency_ms'])} | {exact} |")
+                     f"{fmt_lat(r['latency_ms'])} | {fmt_lat(r.get('visibility_ms') or {})} | {exact} |")
     lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()), ""]
     lines += ["Latency kinds:"] + sorted({f"* {r['name'][:2]} {r['mode']}: {r['latency_kind']}"
                                           for r in report["rows"] if r["latency_kind"]})
@@ -711,13 +746,13 @@ def markdown(report: dict) -> str:
 
 def console_table(report: dict) -> str:
     head = f"{'row':62} {'mode':14} {'events':>8} {'ev/s':>8} {'cpu/1k w':>9} {'cpu/1k b':>9} {'rss MB':>7} " \
-           f"{'lat p50/p99/max ms':>22} exact"
+           f"{'lat p50/p99/max ms':>22} {'visible p50/p99/max':>22} exact"
     out = [head, "-" * len(head)]
     for r in report["rows"]:
         exact = "-" if r["ledger_exact"] is None else ("yes" if r["ledger_exact"] else "NO")
         out.append(f"{r['name'][:62]:62} {r['mode']:14} {r['events']:>8} {r['events_per_s']:>8.0f} "
                    f"{r['cpu_per_1k_workers']:>9.3f} {r['cpu_per_1k_broker']:>9.3f} {r['peak_rss_mb']:>7.0f} "
-                   f"{fmt_lat(r['latency_ms']):>22} {exact}")
+                   f"{fmt_lat(r['latency_ms']):>22} {fmt_lat(r.get('visibility_ms') or {}):>22} {exact}")
     out.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()))
     f = report.get("fault")
     if f:

@@ -144,7 +144,7 @@ class Engine:
         committed past, e.g. an undeliverable output record."""
         self.out = Output({"bootstrap.servers": self.bootstrap, "linger.ms": 25, "acks": "all",
                            "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000,
-                           "queue.buffering.max.kbytes": 65536,
+                           "queue.buffering.max.kbytes": 32768,
                            "enable.idempotence": False, **self.producer_config})
         self.consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,

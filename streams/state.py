@@ -75,9 +75,9 @@ class RocksPartition:
 
     #: memtable per partition: RocksDB's default (64 MiB, several per db, 16 dbs per worker)
     #: kept ~1.3 GB of writes in memory in the 1M-event run
-    WRITE_BUFFER = 4 << 20
+    WRITE_BUFFER = 2 << 20
     #: one block cache for every partition's database (each had its own 32 MiB: ~510 MB)
-    BLOCK_CACHE = 32 << 20
+    BLOCK_CACHE = 16 << 20
     _block_cache = None
 
     @classmethod
