@@ -1,6 +1,9 @@
 """The Faust application: one per worker process, configured from the settings object.
 
-Stages register their agents on ``app`` by being imported (``streams.worker``).
+It runs the worker's HTTP server (API, page, /metrics, /ready), the review cases
+(``streams.cases``) and the timers; the hot path runs on the pipeline engine beside it
+(``streams.pipeline``). Modules register their pages and agents on ``app`` by being
+imported (``streams.worker``).
 
 Agents take events in batches (``stream.take_events``) and process each batch WITHOUT
 awaiting anything: in faust-streaming 0.15.3 an ``await`` inside the batch lets a parked

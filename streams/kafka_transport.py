@@ -1,7 +1,8 @@
 """Faust transport ``tkonto://``: aiokafka consumes, librdkafka (confluent-kafka) produces.
 
-Why: every record the worker writes (repartition, ledger, table changelogs) goes through
-librdkafka, which is several times faster than aiokafka's pure-Python producer, and whose
+Why: every record Faust writes for the worker (review cases, notifications, audit, the
+cases table's changelog) goes through librdkafka, which is several times faster than
+aiokafka's pure-Python producer, and whose
 record batches the embedded Tansu broker indexes correctly. With aiokafka-written
 batches Tansu reports a high watermark of "last batch's base offset + 1", which makes
 Faust's changelog recovery stop early and its offset checks reset to the beginning.
