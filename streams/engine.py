@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class Output:
     """Where stages write: one librdkafka producer, failures collected for the commit."""
 
-    HAND_OVER_MAX = 5_000  # a later stage normally reads the record within a batch or two
+    HAND_OVER_MAX = 10_000  # above what back-pressure lets two hand-overs run ahead (2 x Engine.max_backlog)
 
     def __init__(self, config: dict):
         # delivery reports for failures only: no Python callback per delivered record
@@ -117,7 +117,7 @@ class Engine:
     poll_timeout: float = 0.05
     commit_interval: float = 0.5
     lag_interval: float = 5.0
-    max_backlog: int = 20_000
+    max_backlog: int = 4_000  # below Output.HAND_OVER_MAX: what ingest hands over is still there when read
     trim_interval: float = 30.0
     #: called on the engine thread after every assignment (and with {} after a revoke)
     on_assigned: Callable | None = None
