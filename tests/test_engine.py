@@ -338,7 +338,7 @@ def test_take_returns_the_handed_object_once(output):
 
 @pytest.mark.broker
 def test_hand_over_memo_is_bounded_dropping_the_oldest(output):
-    assert Output.HAND_OVER_MAX == 5_000
+    assert Output.HAND_OVER_MAX == 10_000
     objects = [{"n": i} for i in range(Output.HAND_OVER_MAX + 5)]
     for i, obj in enumerate(objects):
         output.hand_over(b"v%d" % i, obj)
