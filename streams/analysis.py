@@ -9,7 +9,7 @@ keyed by case id. Rules select; people decide (``cases``).
 """
 from __future__ import annotations
 
-from .app import catalogue, codec, settings
+from .app import catalogue, codec, settings, state_store
 from .engine import Output, Stage
 from .ingest import failed
 from .review import case_id_for, case_key
@@ -21,12 +21,8 @@ STATE_SCHEMA = "se.tkonto.state.AnalysisState"
 thresholds = Thresholds.from_settings(settings)
 by_account_topic = catalogue.analysis_by_account.name
 signals_topic = catalogue.signals.name
-payee_states = Store("payee-analysis", STATE_SCHEMA, catalogue.payments.name,
-                     catalogue.changelog("payee-analysis").name, codec, settings.store, settings.data_dir,
-                     settings.state_cache)
-account_states = Store("account-analysis", STATE_SCHEMA, by_account_topic,
-                       catalogue.changelog("account-analysis").name, codec, settings.store, settings.data_dir,
-                     settings.state_cache)
+payee_states = state_store("payee-analysis", STATE_SCHEMA, catalogue.payments.name)
+account_states = state_store("account-analysis", STATE_SCHEMA, by_account_topic)
 
 
 def publish_hits(out: Output, hits: list[dict]) -> None:

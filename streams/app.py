@@ -19,6 +19,7 @@ from . import kafka_transport  # noqa: F401  (registers the tkonto:// transport)
 from .codec import default_codec
 from .payers import Payer, load_payers
 from .settings import Settings
+from .state import Store
 from .topics import Catalogue
 
 settings = Settings.from_env()
@@ -58,6 +59,13 @@ def _load_payers() -> dict[str, Payer]:
 
 #: payer id -> Payer, seeded from TKONTO_PAYERS_FILE.
 payers: dict[str, Payer] = _load_payers()
+
+
+def state_store(name: str, schema: str, source_topic: str) -> Store:
+    """A pipeline state store partitioned like ``source_topic``, changelogged to
+    ``<app id>-<name>-changelog``, with the configured backend and cache."""
+    return Store(name, schema, source_topic, catalogue.changelog(name).name, codec, settings.store,
+                 settings.data_dir, settings.state_cache)
 
 
 def emit(topic: faust.TopicT, key: bytes | None, value: bytes, headers: list | None = None) -> None:

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 
 from . import metrics
-from .app import app, catalogue, codec, settings
+from .app import app, catalogue, codec, settings, state_store
 from .auth import AuthConfigError, AuthError, verify, verify_token
 from .citizen_page import PAGE_PATH, render_error_page, render_login_page, render_page
 from .citizen_view import ViewError, citizen_item, fold, payments_response, query_args
@@ -21,7 +21,6 @@ from .engine import Output, Stage
 from .ingest import failed
 from .owners import owners, partition_of
 from .reference import current_payer
-from .state import Store
 from .web import for_key, ident, json_error, status_of
 
 log = logging.getLogger(__name__)
@@ -30,8 +29,7 @@ VIEW_SCHEMA = "se.tkonto.state.CitizenView"
 API_PATH = "/api/v1/me/payments"
 
 citizen_topic = catalogue.citizen.name
-views = Store("citizen-views", VIEW_SCHEMA, citizen_topic, catalogue.changelog("citizen-views").name, codec,
-              settings.store, settings.data_dir, settings.state_cache)
+views = state_store("citizen-views", VIEW_SCHEMA, citizen_topic)
 
 
 #: header of a citizen record whose view the ledger stage already updated (see ``show``)

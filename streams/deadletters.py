@@ -31,8 +31,11 @@ def encode_source(topic: str, partition: int, offset: int) -> bytes:
     return f"{topic}|{partition}|{offset}".encode()
 
 
-def decode_source(raw: bytes | None, fallback: tuple[str, int, int]) -> tuple[str, int, int]:
+def source_of(msg) -> tuple[str, int, int]:
+    """Where a consumed record came from: the payer's record named in its source header
+    (set when ingest re-keyed it), else the record's own coordinates."""
+    raw = dict(msg.headers() or []).get(SOURCE_HEADER)
     if not raw:
-        return fallback
+        return msg.topic(), msg.partition(), msg.offset()
     topic, partition, offset = raw.decode().rsplit("|", 2)
     return topic, int(partition), int(offset)

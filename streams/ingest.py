@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import metrics
 from .app import catalogue, codec, payers
 from .codec import Codec, CodecError
-from .deadletters import SOURCE_HEADER, dead_letter, decode_source, encode_source
+from .deadletters import SOURCE_HEADER, dead_letter, encode_source, source_of
 from .engine import Output, Stage
 from .payers import Payer
 from .validation import Rejected, check_payment
@@ -65,10 +65,8 @@ def ingest(msg, out: Output) -> None:
 def failed(stage: str):
     """What a stage does with a record it failed on unexpectedly: a dead letter, never a crash."""
     def on_error(msg, exc: Exception, out: Output) -> None:
-        headers = dict(msg.headers() or [])
-        source = decode_source(headers.get(SOURCE_HEADER), (msg.topic(), msg.partition(), msg.offset()))
-        send_dead_letter(out, dead_letter("PROCESSING_ERROR", f"{type(exc).__name__}: {exc}", stage, source,
-                                          msg.key(), msg.value()))
+        send_dead_letter(out, dead_letter("PROCESSING_ERROR", f"{type(exc).__name__}: {exc}", stage,
+                                          source_of(msg), msg.key(), msg.value()))
     return on_error
 
 

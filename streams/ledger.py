@@ -14,14 +14,13 @@ import logging
 
 from . import analysis, citizen, metrics
 from .account import new_account, register
-from .app import catalogue, codec, settings
-from .deadletters import SOURCE_HEADER, dead_letter, decode_source
+from .app import catalogue, codec, settings, state_store
+from .deadletters import dead_letter, source_of
 from .engine import Output, Stage
 from .enrichment import enrich
 from .ingest import failed, send_dead_letter
 from .reference import current_payer, registers
 from .routing import routes
-from .state import Store
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +30,7 @@ payments_topic = catalogue.payments.name
 ledger_topic = catalogue.ledger.name
 output_topics = {"enriched": catalogue.enriched.name, "citizen": catalogue.citizen.name,
                  "analysis": catalogue.analysis.name}
-accounts = Store("accounts", ACCOUNT_SCHEMA, payments_topic, catalogue.changelog("accounts").name, codec,
-                 settings.store, settings.data_dir, settings.state_cache)
+accounts = state_store("accounts", ACCOUNT_SCHEMA, payments_topic)
 
 
 def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None, now: dt.datetime,
@@ -94,9 +92,7 @@ def ledger(msg, out: Output) -> None:
     elif outcome.kind == "DUPLICATE":
         metrics.inc(metrics.EVENTS_DUPLICATE, payer.payer_id)
     else:
-        headers = dict(msg.headers() or [])
-        source = decode_source(headers.get(SOURCE_HEADER), (msg.topic(), partition, msg.offset()))
-        send_dead_letter(out, dead_letter(outcome.reason, outcome.detail, "ledger", source, None,
+        send_dead_letter(out, dead_letter(outcome.reason, outcome.detail, "ledger", source_of(msg), None,
                                           value, payer.payer_id, record["event_id"], now))
         return
     if outcome.entry is not None:  # registered, or redelivered: (re-)emit everything it caused
