@@ -744,6 +744,16 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(out_dir: Path, stem: str, report: dict, markdown_text: str, table: str) -> None:
+    """``<stem>.json`` and ``<stem>.md`` under ``out_dir``, and the table on the console."""
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown_text)
+    print()
+    print(table)
+    print(f"\nwritten {out_dir / (stem + '.md')} and {out_dir / (stem + '.json')} in {report['elapsed_s']} s; "
+          f"load {report['load_after']}")
+
+
 def console_table(report: dict) -> str:
     head = f"{'row':62} {'mode':14} {'events':>8} {'ev/s':>8} {'cpu/1k w':>9} {'cpu/1k b':>9} {'rss MB':>7} " \
            f"{'lat p50/p99/max ms':>22} {'visible p50/p99/max':>22} exact"
@@ -815,12 +825,7 @@ def run_bench(args) -> int:
     report["ratios"] = ratios
     report["load_after"] = loadavg()
     report["elapsed_s"] = round(time.monotonic() - t_start, 1)
-    (out_dir / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out_dir / "bench.md").write_text(markdown(report))
-    print()
-    print(console_table(report))
-    print(f"\nwritten {out_dir / 'bench.md'} and {out_dir / 'bench.json'} in {report['elapsed_s']} s; "
-          f"load {report['load_after']}")
+    write_report(out_dir, "bench", report, markdown(report), console_table(report))
     shutil.rmtree(workdir, ignore_errors=True)
     fault = report.get("fault")
     ok = all(r.ledger_exact is not False for r in rows) and (not fault or fault["exact"])
@@ -1002,12 +1007,7 @@ def run_memory(n_events: int, n_payees: int, out_dir: Path, settle: float = 10.0
         dep.close()
         report["load_after"] = loadavg()
         report["elapsed_s"] = round(time.monotonic() - t_start, 1)
-    (out_dir / "memory.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    (out_dir / "memory.md").write_text(memory_markdown(report))
-    print()
-    print(memory_table(report))
-    print(f"\nwritten {out_dir / 'memory.md'} and {out_dir / 'memory.json'} in {report['elapsed_s']} s; "
-          f"load {report['load_after']}")
+    write_report(out_dir, "memory", report, memory_markdown(report), memory_table(report))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0 if report["ledger_exact"] else 1
 
@@ -1075,17 +1075,10 @@ def memory_markdown(report: dict) -> str:
 
 
 def memory_main(argv: list[str]) -> int:
-    """``tkonto bench memory [--events N] [--payees N] [--out DIR] [--settle S]``."""
-    from .cli import _Parser, _positive_float, _positive_int
+    """``python -m streams.bench memory ...``: the same command as ``tkonto bench memory``."""
+    from .cli import main
 
-    parser = _Parser(prog="tkonto bench memory",
-                     description="RSS growth of one worker with the rocksdb store over a pre-published backlog.")
-    parser.add_argument("--events", type=_positive_int, default=1_000_000, help="events to publish (default 1000000)")
-    parser.add_argument("--payees", type=_positive_int, default=100_000, help="distinct payees (default 100000)")
-    parser.add_argument("--out", default="results", help="folder for memory.md and memory.json (default results/)")
-    parser.add_argument("--settle", type=float, default=10.0, help="seconds to keep sampling after the drain (default 10)")
-    a = parser.parse_args(argv)
-    return run_memory(a.events, a.payees, Path(a.out), max(0.0, a.settle))
+    return main(["bench", "memory", *argv])
 
 
 # -- profiling -----------------------------------------------------------------------------
