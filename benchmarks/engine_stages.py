@@ -92,7 +92,7 @@ def main(argv=None) -> int:
                 stages[m.topic()](m, out)
             if n % 1000 == 0:
                 for store in stores:
-                    store.flush(out.changelog)
+                    store.flush(out.write)
 
     profiler = cProfile.Profile() if args.profile else None
     t0 = time.perf_counter()

@@ -82,8 +82,9 @@ class Output:
         """The decoded form of ``value`` if this process wrote it (see ``hand_over``), once."""
         return self._handed.pop(value, None)
 
-    def changelog(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
-        self.write(topic, key, value, partition)
+    def poll(self) -> None:
+        """Serve librdkafka's callbacks (delivery failures) without waiting."""
+        self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until every record written so far is delivered; raise if any was not."""
@@ -218,10 +219,10 @@ class Engine:
         if self.failed is not None:
             raise RuntimeError("the engine failed; nothing more is committed") from self.failed
         if not self._done:
-            self.out._producer.poll(0)
+            self.out.poll()
             return
         for store in self.stores:
-            store.flush(self.out.changelog)
+            store.flush(self.out.write)
         self.out.flush()
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
         self._done = {}
@@ -278,22 +279,24 @@ class Engine:
     # -- observation ------------------------------------------------------------------
     def lag(self) -> dict[str, int]:
         """Messages not yet processed, per topic (from the high watermarks of the last fetches)."""
-        lag: dict[str, int] = {}
         try:
-            tps = self.consumer.assignment()
-            positions = self.consumer.position(tps)
+            return self._behind(self.consumer.assignment(), unread_from_start=True)
         except Exception:
-            return lag
-        for tp in positions:
+            return {}
+
+    def _behind(self, tps: list[TopicPartition], unread_from_start: bool) -> dict[str, int]:
+        """Records not yet read, per topic: cached high watermark minus this consumer's
+        position. A partition not read yet counts from offset 0, or not at all."""
+        behind: dict[str, int] = {}
+        for tp in self.consumer.position(tps) if tps else []:
             try:
                 _, high = self.consumer.get_watermark_offsets(tp, cached=True)
             except Exception:
                 continue
-            if high is None or high < 0:
+            if high is None or high < 0 or (tp.offset < 0 and not unread_from_start):
                 continue
-            done = tp.offset if tp.offset >= 0 else 0
-            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - done)
-        return lag
+            behind[tp.topic] = behind.get(tp.topic, 0) + max(0, high - max(tp.offset, 0))
+        return behind
 
     def _apply_back_pressure(self) -> None:
         """Pause a stage's inputs while what it fed this worker is far behind, resume at half.
@@ -317,14 +320,7 @@ class Engine:
 
     def _backlog(self, topics: list[str]) -> int:
         tps = [TopicPartition(t, p) for t in topics for p in self.assigned.get(t, ())]
-        if not tps:
-            return 0
-        backlog = 0
-        for tp in self.consumer.position(tps):
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high is not None and high >= 0 and tp.offset >= 0:
-                backlog += max(0, high - tp.offset)
-        return backlog
+        return sum(self._behind(tps, unread_from_start=False).values())
 
     def _report(self, interval: float) -> None:
         """Progress in the log: records per second and where the time went since the last report."""

@@ -33,7 +33,7 @@ GROUP = settings.pipeline_group
 
 
 def build_engine() -> Engine:
-    engine = Engine(
+    return Engine(
         bootstrap=settings.bootstrap_servers, group=GROUP,
         stages=[ingest.stage, ledger.stage, analysis.stage, citizen.stage],
         stores=ledger.stores + analysis.stores + citizen.stores,
@@ -43,9 +43,8 @@ def build_engine() -> Engine:
                          "client.id": settings.canonical_url},
         producer_config={"linger.ms": settings.linger_ms, **settings.producer_tuning()},
         batch_size=settings.pipeline_batch,
+        on_assigned=announce,
     )
-    engine.on_assigned = announce
-    return engine
 
 
 def announce(engine: Engine, assigned: dict[str, set[int]]) -> None:
