@@ -14,9 +14,9 @@ import logging
 import threading
 
 from aiokafka.partitioner import DefaultPartitioner
-from confluent_kafka import Consumer, TopicPartition
 
 from .app import catalogue, codec, settings
+from .reference import follow
 
 log = logging.getLogger(__name__)
 
@@ -59,28 +59,23 @@ class Owners:
         self._stop.set()
 
     def _run(self) -> None:
-        consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.app_id}-owners",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100})
         try:
-            meta = consumer.list_topics(workers_topic, timeout=30).topics[workers_topic]
-            consumer.assign([TopicPartition(workers_topic, p, 0) for p in meta.partitions])
-            while not self._stop.is_set():
-                for msg in consumer.consume(100, 0.2):
-                    if msg.error() or msg.key() is None:
-                        continue
-                    if msg.value() is None:
-                        self.claims.pop(msg.key().decode(), None)
-                        continue
-                    try:
-                        claim = codec.decode(msg.value(), expect=SCHEMA)
-                    except Exception as exc:
-                        log.warning("ignoring undecodable worker announcement: %s", exc)
-                        continue
-                    self.claims = {**self.claims, claim["worker_url"]: claim}
+            follow(f"{settings.app_id}-owners", [workers_topic], self.apply, self._stop, fetch_wait_ms=100)
         except Exception:
             log.exception("worker announcements reader stopped; requests are answered locally")
-        finally:
-            consumer.close()
+
+    def apply(self, msg) -> None:
+        if msg.key() is None:
+            return
+        if msg.value() is None:
+            self.claims.pop(msg.key().decode(), None)
+            return
+        try:
+            claim = codec.decode(msg.value(), expect=SCHEMA)
+        except Exception as exc:
+            log.warning("ignoring undecodable worker announcement: %s", exc)
+            return
+        self.claims = {**self.claims, claim["worker_url"]: claim}
 
     def owner(self, topic: str, key: bytes) -> str | None:
         return owner_of(self.claims, topic, partition_of(key, settings.partitions))

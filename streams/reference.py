@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -41,31 +42,15 @@ class Registers:
         self._stop.set()
 
     def _run(self) -> None:
-        consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.app_id}-registers",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        def loaded() -> None:
+            self.caught_up.set()
+            log.info("reference registers loaded: %s", {kind: len(entries) for kind, entries in self.data.items()})
+
         try:
-            tps = [TopicPartition(tp.topic, tp.partition, 0) for tp in partitions_of(consumer, self._topics, 30)]
-            reported = reported_ends(consumer, tps, 30)
-            remaining = {tp: end for tp, end in true_end_offsets(settings.bootstrap_servers, reported).items() if end > 0}
-            consumer.assign(tps)
-            if not remaining:
-                self.caught_up.set()
-            while not self._stop.is_set():
-                for msg in consumer.consume(1000, 0.2):
-                    if msg.error():
-                        continue
-                    self.apply(self._topics[msg.topic()], msg.key(), msg.value())
-                    tp = (msg.topic(), msg.partition())
-                    if tp in remaining and msg.offset() + 1 >= remaining[tp]:
-                        del remaining[tp]
-                        if not remaining:
-                            self.caught_up.set()
-                            log.info("reference registers loaded: %s",
-                                     {kind: len(entries) for kind, entries in self.data.items()})
+            follow(f"{settings.app_id}-registers", list(self._topics),
+                   lambda msg: self.apply(self._topics[msg.topic()], msg.key(), msg.value()), self._stop, loaded)
         except Exception:  # never take the worker down; lookups then miss and are counted
             log.exception("register reader stopped")
-        finally:
-            consumer.close()
 
     def apply(self, kind: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -85,6 +70,39 @@ class Registers:
 
     def get(self, kind: str, key: str) -> dict | None:
         return self.data[kind].get(key)
+
+
+def follow(group: str, topics: list[str], apply: Callable, stop: threading.Event,
+           caught_up: Callable[[], None] | None = None, fetch_wait_ms: int = 500) -> None:
+    """Read ``topics`` from the beginning and keep following them until ``stop`` (a plain
+    consumer in assign mode, outside any consumer group), handing every record to
+    ``apply``; ``caught_up`` is called once everything that was there at the start is read.
+    ``fetch_wait_ms``: how long an idle fetch waits, i.e. how late a new record can be seen."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "fetch.wait.max.ms": fetch_wait_ms})
+    try:
+        tps = [TopicPartition(tp.topic, tp.partition, 0) for tp in partitions_of(consumer, topics, 30)]
+        remaining = {}
+        if caught_up is not None:
+            reported = reported_ends(consumer, tps, 30)
+            remaining = {tp: end for tp, end in true_end_offsets(settings.bootstrap_servers, reported).items()
+                         if end > 0}
+            if not remaining:
+                caught_up()
+        consumer.assign(tps)
+        while not stop.is_set():
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error():
+                    continue
+                apply(msg)
+                tp = (msg.topic(), msg.partition())
+                if tp in remaining and msg.offset() + 1 >= remaining[tp]:
+                    del remaining[tp]
+                    if not remaining:
+                        caught_up()
+    finally:
+        consumer.close()
 
 
 registers = Registers()
