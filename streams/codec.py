@@ -1,4 +1,4 @@
-"""The one codec for every tkonto topic: Avro single-object encoding with fastavro.
+"""The one codec for every tkonto topic: Avro single-object encoding.
 
 Wire format (Avro specification, "Single object encoding"):
 
@@ -9,6 +9,10 @@ Any Avro library can read the topics with the ``.avsc`` files in ``schemas/``, a
 can tell which schema version wrote each record. Older versions of a schema live in
 ``schemas/history/``; a record written with one of them is resolved to the current schema
 (new fields take their defaults). An unknown fingerprint is rejected, never guessed.
+
+fastavro reads; records are written by writers compiled from the schemas
+(``avro_writer``), byte for byte what fastavro writes, with fastavro as the fallback and
+the judge of a record that does not fit.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import expand_schema, fingerprint, parse_schema, to_parsing_canonical_form
 
+from .avro_writer import compile_writer
 from .settings import REPO_ROOT
 
 MAGIC = b"\xc3\x01"
@@ -103,6 +108,8 @@ class Codec:
             for path in sorted(history.glob("*.avsc")):
                 # Each historical version is parsed on its own, with its own named types.
                 self._add(parse_schema(json.loads(path.read_text()), {}), current=False)
+        # name as callers pass it -> (header, compiled writer or None), filled on first use
+        self._writers: dict[str, tuple[bytes, Any]] = {}
 
     def _add(self, schema: Any, current: bool) -> None:
         canonical = to_parsing_canonical_form(schema)
@@ -145,6 +152,21 @@ class Codec:
 
     # -- encoding ---------------------------------------------------------------------
     def encode(self, name: str, record: dict) -> bytes:
+        fast = self._writers.get(name)
+        if fast is None:
+            version = self.schema(name)
+            fast = self._writers[name] = (MAGIC + version.fingerprint, compile_writer(version.parsed))
+        header, writer = fast
+        if writer is not None:
+            out = bytearray(header)
+            try:
+                writer(record, out)
+                return bytes(out)
+            except Exception:  # fastavro decides: it writes what it accepts, or says what does not fit
+                pass
+        return self._encode_with_fastavro(name, record)
+
+    def _encode_with_fastavro(self, name: str, record: dict) -> bytes:
         version = self.schema(name)
         buf = io.BytesIO()
         buf.write(MAGIC)
