@@ -68,8 +68,9 @@ def main(argv=None) -> int:
 
     class LocalOutput(Output):
         def __init__(self):  # no producer: records to pipeline topics are queued, the rest counted
-            self._handed = {}
+            self._handed, self.handed, self._partitions_of = collections.OrderedDict(), collections.Counter(), {}
             self.assigned = {t: {0} for t in stages}
+            self.partition_counts = {t: 1 for t in stages}
             self.errors = []
 
         def write(self, topic, key, value, partition=None, headers=None):

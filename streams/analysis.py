@@ -42,8 +42,7 @@ def apply_rules(out: Output, store: Store, partition: int, key: bytes, enriched:
 def analyse_payee(out: Output, partition: int, payee_key: bytes, enriched: dict, encoded: bytes) -> None:
     """The payee rules on one analysis record, then its copy keyed by bank account."""
     apply_rules(out, payee_states, partition, payee_key, enriched, evaluate_payee)
-    out.write(by_account_topic, enriched["payment"]["bank_account"].encode(), encoded)
-    out.hand_over(encoded, enriched)
+    out.feed(by_account_topic, enriched["payment"]["bank_account"].encode(), encoded, enriched)
 
 
 def analyse_account(msg, out: Output) -> None:

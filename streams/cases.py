@@ -16,12 +16,12 @@ import datetime as dt
 import logging
 import uuid
 
-from aiokafka.partitioner import DefaultPartitioner
 from faust.web import View
 
 from . import metrics
 from .app import app, catalogue, codec, emit, raw_topic, settings
 from .auth import AuthConfigError, AuthError, verify
+from .engine import partition_of
 from .identity import mask
 from .observe import read_topic
 from .review import ReviewError, decide, export_json, export_person, open_or_update_case
@@ -191,8 +191,7 @@ def person_records(person_id: str) -> tuple[list[dict], list[dict]]:
     """Everything registered about a person: the ledger entries and enriched payments in the
     person's partition of the ledger and enriched topics (both keyed by payee)."""
     key = person_id.encode()
-    partitions = list(range(settings.partitions))
-    partition = DefaultPartitioner()(key, partitions, partitions)
+    partition = partition_of(key, settings.partitions)
     found = []
     for topic in (catalogue.ledger.name, catalogue.enriched.name):
         found.append([codec.decode(m.value()) for m in read_topic(settings.bootstrap_servers, topic,

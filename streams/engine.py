@@ -25,10 +25,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
 import confluent_kafka
+from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from . import metrics
@@ -37,10 +39,17 @@ from .state import Store, restore
 log = logging.getLogger(__name__)
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the producers' murmur2 partitioner (librdkafka's and Java's default for
+    keyed records) puts ``key`` in."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 class Output:
     """Where stages write: one librdkafka producer, failures collected for the commit."""
 
     HAND_OVER_MAX = 10_000  # above what back-pressure lets two hand-overs run ahead (2 x Engine.max_backlog)
+    PARTITION_CACHE = 200_000  # keys whose partition is remembered, per fed topic
 
     def __init__(self, config: dict):
         # delivery reports for failures only: no Python callback per delivered record
@@ -49,7 +58,10 @@ class Output:
         self.errors: list[str] = []
         self._pending = 0
         self.assigned: dict[str, set[int]] = {}  # the engine's partitions, for stages that fuse hops
-        self._handed: dict[bytes, dict] = {}
+        self.partition_counts: dict[str, int] = {}  # of the topics stages feed (the engine sets them)
+        self._handed: OrderedDict[bytes, tuple[str, dict]] = OrderedDict()
+        self.handed: Counter[str] = Counter()  # per fed topic: records handed over, not yet taken
+        self._partitions_of: dict[str, dict[bytes, int]] = {}
 
     def _delivered(self, err, msg) -> None:
         if err is not None:
@@ -69,18 +81,42 @@ class Output:
             self._producer.poll(0)
             self._pending = 0
 
-    def hand_over(self, value: bytes, decoded: dict) -> None:
-        """Remember the decoded form of a record just written for a later stage of this
-        process, which then need not decode it (``take``). Bounded: the oldest are dropped
-        (a stage whose record was dropped, or is read by another worker, decodes it)."""
+    def feed(self, topic: str, key: bytes, value: bytes, decoded: dict, headers: list | None = None) -> None:
+        """Write a record that a later stage of this pipeline reads. Its partition is chosen
+        here, as the producer's partitioner would; when this worker owns that partition, the
+        decoded record is remembered so that the stage need not decode it (``take``), and it
+        counts as that stage's backlog until taken (back-pressure). Bounded: beyond
+        ``HAND_OVER_MAX`` the oldest are dropped (and then decoded when read)."""
+        count = self.partition_counts.get(topic)
+        if count is None:  # partition count not known (yet): written like any record, decoded when read
+            self.write(topic, key, value, headers=headers)
+            return
+        cache = self._partitions_of.setdefault(topic, {})
+        partition = cache.get(key)
+        if partition is None:
+            if len(cache) >= self.PARTITION_CACHE:
+                cache.clear()
+            partition = cache[key] = partition_of(key, count)
+        self.write(topic, key, value, partition, headers)
         memo = self._handed
-        memo[value] = decoded
-        if len(memo) > self.HAND_OVER_MAX:
-            del memo[next(iter(memo))]
+        if partition in self.assigned.get(topic, ()) and value not in memo:
+            memo[value] = (topic, decoded)
+            self.handed[topic] += 1
+            if len(memo) > self.HAND_OVER_MAX:
+                self.handed[memo.popitem(last=False)[1][0]] -= 1
 
     def take(self, value: bytes) -> dict | None:
-        """The decoded form of ``value`` if this process wrote it (see ``hand_over``), once."""
-        return self._handed.pop(value, None)
+        """The decoded form of ``value`` if this process fed it (see ``feed``), once."""
+        item = self._handed.pop(value, None)
+        if item is None:
+            return None
+        self.handed[item[0]] -= 1
+        return item[1]
+
+    def forget_handed(self) -> None:
+        """After a rebalance: what was handed over may now be another worker's to read."""
+        self._handed.clear()
+        self.handed.clear()
 
     def poll(self) -> None:
         """Serve librdkafka's callbacks (delivery failures) without waiting."""
@@ -133,6 +169,8 @@ class Engine:
         self.processed = 0
         self.lag_by_topic: dict[str, int] = {}
         self._paused: set[str] = set()  # stages whose inputs are paused (back-pressure)
+        self._unread: dict[str, int] = {}  # fed topics: records not yet read here (refreshed every 0.25 s)
+        self._fed = sorted({t for s in self.stages for t in s.feeds})
         self.seconds = {"consume": 0.0, "process": 0.0, "commit": 0.0}  # where the engine thread's time goes
         self._reported = (0, dict(self.seconds))
 
@@ -171,8 +209,9 @@ class Engine:
                     self.seconds["commit"] += clock() - t2
                     last_commit = now
                 if now - last_pressure >= 0.25:
-                    self._apply_back_pressure()
+                    self._unread = self._backlog(self._fed)
                     last_pressure = now
+                self._apply_back_pressure()
                 if now - last_trim >= self.trim_interval:
                     release_freed_memory()
                     last_trim = now
@@ -238,6 +277,8 @@ class Engine:
             assigned.setdefault(tp.topic, set()).add(tp.partition)
         self.rebalancing = True
         restore(self.stores, assigned, self.bootstrap)
+        self.out.forget_handed()
+        self.out.partition_counts = self._partition_counts(self._fed)
         self.assigned = self.out.assigned = assigned
         self._paused = set()  # a new assignment starts unpaused
         self._announce(assigned)
@@ -261,6 +302,7 @@ class Engine:
         except Exception:
             log.exception("could not commit before the rebalance; the records will be processed again")
             self._forget()
+        self.out.forget_handed()
         self.assigned = self.out.assigned = {}
         self._announce({})
 
@@ -273,8 +315,21 @@ class Engine:
         """Drop uncommitted progress and all state: it is restored from the changelogs and
         the records since the last commit are processed again (by whichever worker owns them)."""
         self._done = {}
+        self.out.forget_handed()
         for store in self.stores:
             store.keep_only(())
+
+    def _partition_counts(self, topics: list[str]) -> dict[str, int]:
+        counts = {}
+        for topic in topics:
+            try:
+                meta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
+            except confluent_kafka.KafkaException as exc:
+                log.warning("no metadata for %s (%s): its records are decoded when read", topic, exc)
+                continue
+            if meta is not None and meta.error is None and meta.partitions:
+                counts[topic] = len(meta.partitions)
+        return counts
 
     # -- observation ------------------------------------------------------------------
     def lag(self) -> dict[str, int]:
@@ -300,13 +355,16 @@ class Engine:
 
     def _apply_back_pressure(self) -> None:
         """Pause a stage's inputs while what it fed this worker is far behind, resume at half.
+        Behind: records handed over and not yet taken (exact, after every batch), or not yet
+        read by the last measure (``_unread``, for what is not handed over), whichever is more.
 
         Without it, ingest read a whole 1M-record backlog before the ledger got its share:
         buffers filled, memory grew and every event waited behind the backlog."""
+        handed, unread = self.out.handed, self._unread
         for stage in self.stages:
             if not stage.feeds:
                 continue
-            backlog = self._backlog(stage.feeds)
+            backlog = sum(max(handed[t], unread.get(t, 0)) for t in stage.feeds)
             inputs = [TopicPartition(t, p) for t in stage.topics for p in self.assigned.get(t, ())]
             if not inputs:
                 continue
@@ -318,9 +376,9 @@ class Engine:
                 self.consumer.resume(inputs)
                 self._paused.discard(stage.name)
 
-    def _backlog(self, topics: list[str]) -> int:
+    def _backlog(self, topics: list[str]) -> dict[str, int]:
         tps = [TopicPartition(t, p) for t in topics for p in self.assigned.get(t, ())]
-        return sum(self._behind(tps, unread_from_start=False).values())
+        return self._behind(tps, unread_from_start=False)
 
     def _report(self, interval: float) -> None:
         """Progress in the log: records per second and where the time went since the last report."""

@@ -55,9 +55,8 @@ def ingest(msg, out: Output) -> None:
     value = msg.value()
     result = screen(codec, payer, topic, msg.partition(), msg.offset(), msg.key(), value)
     if result.event is not None:
-        out.write(payments_topic, result.event["payee_id"].encode(), value,
-                  headers=[(SOURCE_HEADER, encode_source(topic, msg.partition(), msg.offset()))])
-        out.hand_over(value, result.event)
+        out.feed(payments_topic, result.event["payee_id"].encode(), value, result.event,
+                 headers=[(SOURCE_HEADER, encode_source(topic, msg.partition(), msg.offset()))])
     else:
         send_dead_letter(out, result.dead_letter)
 

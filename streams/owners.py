@@ -13,21 +13,14 @@ import datetime as dt
 import logging
 import threading
 
-from aiokafka.partitioner import DefaultPartitioner
-
 from .app import catalogue, codec, settings
+from .engine import partition_of
 from .reference import follow
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "se.tkonto.state.WorkerAssignment"
 workers_topic = catalogue.workers.name
-_partitioner = DefaultPartitioner()
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition librdkafka's murmur2 partitioner (the producers') puts ``key`` in."""
-    return _partitioner(key, list(range(partitions)), list(range(partitions)))
 
 
 def announcement(url: str, topic: str, partitions, now: dt.datetime | None = None) -> dict:

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 import streams.engine as engine_module
 from streams.account import new_account, register
 from streams.codec import default_codec
-from streams.engine import Engine, Output, Stage
+from streams.engine import Engine, Output, Stage, partition_of
 from streams.enrichment import enrich
 from streams.observe import end_offsets, read_topic, wait_until
 from streams.routing import routes
@@ -101,8 +101,7 @@ class App:
         if msg.value() == b"boom":
             raise ValueError("boom on purpose")
         self.a.append((msg.partition(), msg.offset()))
-        out.write(self.t["Y"], msg.key(), msg.value())
-        out.hand_over(msg.value(), {"value": msg.value()})
+        out.feed(self.t["Y"], msg.key(), msg.value(), {"value": msg.value()})
 
     def failed_a(self, msg, exc, out) -> None:
         self.errors.append((msg.topic(), msg.partition(), msg.offset(), msg.value(), exc))
@@ -124,7 +123,7 @@ class App:
         self.errors.append((msg.topic(), msg.partition(), msg.offset(), msg.value(), exc))
 
     def engine(self, bootstrap: str, group: str) -> Engine:
-        stages = [Stage("A", [self.t["X"]], self.handle_a, self.failed_a),
+        stages = [Stage("A", [self.t["X"]], self.handle_a, self.failed_a, feeds=[self.t["Y"]]),
                   Stage("B", [self.t["Y"]], self.handle_b, self.failed_b)]
         return Engine(bootstrap, group, stages, [self.store],
                       consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
@@ -227,6 +226,7 @@ def test_engine_processes_once_commits_after_flush_and_survives_a_failing_record
     for msg in read_topic(kafka.bootstrap, t["C"]):
         latest[(msg.partition(), msg.key())] = default_codec().decode(msg.value(), expect=SCHEMA)["sequence"]
     y_partition = {k: p for p, k in ((m.partition(), m.key()) for m in read_topic(kafka.bootstrap, t["Y"]))}
+    assert y_partition == {k: partition_of(k, 2) for k in keys}  # fed where the producer's partitioner puts them
     assert latest == {(y_partition[k], k): 5 for k in keys}
 
     # offsets: committed up to the end of X and Y, and only after the flushes
@@ -315,47 +315,122 @@ def test_an_undelivered_output_record_is_never_committed_past(kafka, monkeypatch
     assert committed(kafka.bootstrap, group, x, 1)[0] <= 5
 
 
-# -- Output.hand_over / take (after the engine test, so that its producers are collected) ---------
+@pytest.mark.broker
+def test_back_pressure_keeps_a_fast_stage_within_the_backlog_of_a_slow_one(kafka):
+    """A reads X and feeds Y at full speed; B takes 1 ms a record. Without back-pressure A
+    would run 1,500 records ahead (and the hand-over memo would overflow)."""
+    n = next(_ids)
+    x, y = f"bp{n}.x", f"bp{n}.y"
+    create_topics(kafka.bootstrap, (x, 2, False), (y, 2, False))
+    produce(kafka.bootstrap, x, [(b"k%d" % (i % 50), b"v%d" % i) for i in range(1500)])
+    ahead: list[int] = []
+    taken = []
+
+    def handle_a(msg, out):
+        out.feed(y, msg.key(), msg.value(), {"v": msg.value()})
+        ahead.append(out.handed[y])
+
+    def handle_b(msg, out):
+        taken.append(out.take(msg.value()) is not None)
+        time.sleep(0.001)
+
+    engine = Engine(kafka.bootstrap, f"bp{n}-group",
+                    [Stage("A", [x], handle_a, lambda *a: None, feeds=[y]), Stage("B", [y], handle_b, lambda *a: None)],
+                    [], consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+                    producer_config={"linger.ms": 5}, batch_size=50, max_backlog=100)
+    thread = start(engine)
+    try:
+        assert wait_until(lambda: len(taken) >= 1500, 60, 0.05), f"B read {len(taken)}"
+    finally:
+        stop(engine, thread)
+    assert len(ahead) == 1500
+    assert max(ahead) <= 100 + 50  # paused after the batch that crossed max_backlog
+    assert all(taken)  # nothing was dropped from the memo: every record handed over in-process
+
+
+# -- Output.feed / take (after the engine test, so that its producers are collected) ---------
 @pytest.fixture
 def output(kafka):
+    """An Output feeding a 4-partition topic of which this worker owns partitions 0 and 1."""
+    topic = f"feed{next(_ids)}"
+    create_topics(kafka.bootstrap, (topic, 4, False))
     out = Output({"bootstrap.servers": kafka.bootstrap})
+    out.partition_counts = {topic: 4}
+    out.assigned = {topic: {0, 1}}
+    out.topic = topic
     yield out
     out.flush(10)
 
 
+def keys_in(partitions: set[int], n: int) -> list[bytes]:
+    keys = (b"key-%d" % i for i in itertools.count())
+    return list(itertools.islice((k for k in keys if partition_of(k, 4) in partitions), n))
+
+
 @pytest.mark.broker
-def test_take_returns_the_handed_object_once(output):
+def test_feed_hands_over_what_this_worker_will_read_and_take_returns_it_once(output):
+    mine, theirs = keys_in({0, 1}, 2), keys_in({2, 3}, 1)
     decoded = {"event_id": "e1"}
-    output.hand_over(b"value-1", decoded)
-    output.hand_over(b"value-2", {"event_id": "e2"})
+    output.feed(output.topic, mine[0], b"value-1", decoded)
+    output.feed(output.topic, mine[1], b"value-2", {"event_id": "e2"})
+    output.feed(output.topic, theirs[0], b"value-3", {"event_id": "e3"})  # another worker reads it: not kept
+    assert output.handed[output.topic] == 2
     assert output.take(b"value-1") is decoded
     assert output.take(b"value-1") is None
+    assert output.take(b"value-3") is None
     assert output.take(b"never handed") is None
     assert output.take(b"value-2") == {"event_id": "e2"}
     assert output.take(b"value-2") is None
-    assert output._handed == {}
+    assert output.handed[output.topic] == 0 and not output._handed
+
+
+@pytest.mark.broker
+def test_feed_writes_each_record_to_the_partitioners_partition(kafka, output):
+    keys = [b"payee-%d" % i for i in range(40)]
+    for i, key in enumerate(keys):
+        output.feed(output.topic, key, b"v%d" % i, {"n": i})
+    output.flush(10)
+    placed = {m.key(): m.partition() for m in read_topic(kafka.bootstrap, output.topic)}
+    assert placed == {k: partition_of(k, 4) for k in keys}
+    assert output.handed[output.topic] == sum(1 for k in keys if partition_of(k, 4) in {0, 1})
+
+
+@pytest.mark.broker
+def test_feeding_the_same_bytes_twice_counts_once(output):
+    key = keys_in({0}, 1)[0]
+    output.feed(output.topic, key, b"same", {"n": 1})
+    output.feed(output.topic, key, b"same", {"n": 1})  # a redelivered event re-emits identical bytes
+    assert output.handed[output.topic] == 1
+    assert output.take(b"same") == {"n": 1}
+    assert output.handed[output.topic] == 0
 
 
 @pytest.mark.broker
 def test_hand_over_memo_is_bounded_dropping_the_oldest(output):
     assert Output.HAND_OVER_MAX == 10_000
-    objects = [{"n": i} for i in range(Output.HAND_OVER_MAX + 5)]
-    for i, obj in enumerate(objects):
-        output.hand_over(b"v%d" % i, obj)
-    assert len(output._handed) == Output.HAND_OVER_MAX
-    assert [output.take(b"v%d" % i) for i in range(5)] == [None] * 5  # the five oldest were dropped
-    assert output.take(b"v5") is objects[5]
-    assert output.take(b"v%d" % (Output.HAND_OVER_MAX + 4)) is objects[-1]
-    assert len(output._handed) == Output.HAND_OVER_MAX - 2
+    output.HAND_OVER_MAX = 3
+    key = keys_in({1}, 1)[0]
+    for i in range(6):
+        output.feed(output.topic, key, b"v%d" % i, {"n": i})
+    assert list(output._handed) == [b"v3", b"v4", b"v5"]
+    assert output.handed[output.topic] == 3
+    assert [output.take(b"v%d" % i) for i in range(6)] == [None, None, None, {"n": 3}, {"n": 4}, {"n": 5}]
+    assert output.handed[output.topic] == 0
 
 
 @pytest.mark.broker
-def test_hand_over_bound_on_an_instance(output):
-    output.HAND_OVER_MAX = 3
-    for i in range(6):
-        output.hand_over(b"v%d" % i, {"n": i})
-    assert list(output._handed) == [b"v3", b"v4", b"v5"]
-    assert [output.take(b"v%d" % i) for i in range(6)] == [None, None, None, {"n": 3}, {"n": 4}, {"n": 5}]
+def test_a_topic_of_unknown_partition_count_is_written_but_not_handed_over(output):
+    output.partition_counts = {}
+    output.feed(output.topic, b"k", b"v", {"n": 1})
+    assert output.take(b"v") is None and output.handed[output.topic] == 0
+
+
+@pytest.mark.broker
+def test_forget_handed_after_a_rebalance(output):
+    output.feed(output.topic, keys_in({0}, 1)[0], b"v", {"n": 1})
+    output.forget_handed()
+    assert output.take(b"v") is None and output.handed[output.topic] == 0
+
 
 
 # -- the equivalence the fused hops rely on ----------------------------------------------------
