@@ -463,6 +463,7 @@ def naive_worker(bootstrap: str, topic_in: str, topic_out: str, app_id: str, exp
     import faust
 
     app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+                    datadir=str(Path(result_path).parent / f"{app_id}-data"),  # not the caller's working directory
                     topic_partitions=partitions, consumer_auto_offset_reset="earliest", autodiscover=False,
                     broker_commit_interval=1.0, value_serializer="json", key_serializer="raw",
                     # the group settings tkonto uses (Faust's defaults wait ~30 s before the first assignment)
