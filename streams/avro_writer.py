@@ -25,7 +25,15 @@ Writer = Callable[[dict, bytearray], None]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _EPOCH_NAIVE = dt.datetime(1970, 1, 1)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_ONE_MS = dt.timedelta(milliseconds=1)
+
+
+#: the varint of every u < 2**16 (1-3 bytes): most lengths, counts, amounts' neighbours and
+#: every date until 2059 need one lookup; and the low 14 bits of a larger u as two bytes
+#: with continuation bits (a timestamp takes two of those and one _VARINT lookup)
+_VARINT = [bytes((u,)) for u in range(1 << 7)] \
+    + [bytes(((u & 0x7F) | 0x80, u >> 7)) for u in range(1 << 7, 1 << 14)] \
+    + [bytes(((u & 0x7F) | 0x80, ((u >> 7) & 0x7F) | 0x80, u >> 14)) for u in range(1 << 14, 1 << 16)]
+_LOW14 = [bytes(((u & 0x7F) | 0x80, (u >> 7) | 0x80)) for u in range(1 << 14)]
 
 
 class NotCompilable(Exception):
@@ -34,11 +42,11 @@ class NotCompilable(Exception):
 
 def varint(n: int, out: bytearray) -> None:
     """Append a zig-zag encoded long (Avro int and long)."""
-    n = (n << 1) ^ (n >> 63)
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
+    u = (n << 1) ^ (n >> 63)
+    while u >= 65536:
+        out += _LOW14[u & 0x3FFF]
+        u >>= 14
+    out += _VARINT[u]
 
 
 def utf8(s: str, out: bytearray) -> None:
@@ -87,7 +95,8 @@ def boolean(value: Any) -> int:
     raise TypeError(f"expected a boolean, got {type(value).__name__}")
 
 
-_HELPERS = {"varint": varint, "utf8": utf8, "raw": raw, "millis": millis, "days": days, "boolean": boolean}
+_HELPERS = {"varint": varint, "utf8": utf8, "raw": raw, "millis": millis, "days": days, "boolean": boolean,
+            "VARINT": _VARINT, "EPOCH": _EPOCH, "EPOCH_ORDINAL": _EPOCH_ORDINAL}
 
 
 class _Compiler:
@@ -130,13 +139,24 @@ class _Compiler:
         kind = schema if isinstance(schema, str) else schema["type"]
         logical = None if isinstance(schema, str) else schema.get("logicalType")
         if kind in ("long", "int"):
+            # the common case inline (an aware datetime, a date, a small non-negative int);
+            # the helpers take the rest, and refuse what does not fit
             if logical == "timestamp-millis":
-                body.append(f"{indent}varint(millis({expr}), out)")
+                delta = self.var("d")
+                body.append(f"{indent}if type({expr}) is dt.datetime and {expr}.tzinfo is not None:")
+                body.append(f"{indent}    {delta} = {expr} - EPOCH")
+                body.append(f"{indent}    varint(({delta}.days * 86400 + {delta}.seconds) * 1000 "
+                            f"+ {delta}.microseconds // 1000, out)")
+                body.append(f"{indent}else: varint(millis({expr}), out)")
             elif logical == "date":
-                body.append(f"{indent}varint(days({expr}), out)")
+                day = self.var("d")
+                body.append(f"{indent}{day} = {expr}.toordinal() - EPOCH_ORDINAL if type({expr}) is dt.date "
+                            f"else days({expr})")
+                body.append(f"{indent}if 0 <= {day} < 32768: out += VARINT[{day} << 1]")
+                body.append(f"{indent}else: varint({day}, out)")
             elif logical is None:
                 body.append(f"{indent}if type({expr}) is not int: raise TypeError('expected an int')")
-                body.append(f"{indent}if 0 <= {expr} < 64: out.append({expr} << 1)")
+                body.append(f"{indent}if 0 <= {expr} < 32768: out += VARINT[{expr} << 1]")
                 body.append(f"{indent}else: varint({expr}, out)")
             else:
                 raise NotCompilable(f"logical type {logical}")
@@ -152,9 +172,9 @@ class _Compiler:
             body.append(f"{indent}if {expr} is not None: raise TypeError('expected null')")
         elif kind == "bytes":
             body.append(f"{indent}raw({expr}, out)")
-        elif kind == "enum":
-            index = self.const({s: i for i, s in enumerate(schema["symbols"])})
-            body.append(f"{indent}varint({index}[{expr}], out)")
+        elif kind == "enum":  # symbol -> its index, encoded
+            index = self.const({s: _VARINT[i << 1] for i, s in enumerate(schema["symbols"])})
+            body.append(f"{indent}out += {index}[{expr}]")
         elif kind == "record":
             body.append(f"{indent}{self.record_function(schema)}({expr}, out)")
         elif kind == "array":

@@ -124,3 +124,14 @@ def test_a_missing_required_field_is_a_codec_error():
     with pytest.raises(CodecError) as err:
         default_codec().encode("PaymentEvent", event)
     assert err.value.reason == "RECORD_DOES_NOT_FIT_SCHEMA"
+
+
+@pytest.mark.parametrize("n", [0, 1, -1, 63, 64, -64, -65, 8191, 8192, 16383, 16384, 32767, 32768, 65535, 65536,
+                               2**21, 2**28 - 1, 2**28, 2**42 + 12345, 1_795_552_273_080, -2**40, 2**63 - 1, -2**63])
+def test_varint_at_the_table_boundaries_is_fastavros_long(n):
+    from streams.avro_writer import varint
+    out = bytearray()
+    varint(n, out)
+    buf = io.BytesIO()
+    schemaless_writer(buf, "long", n)
+    assert bytes(out) == buf.getvalue()
