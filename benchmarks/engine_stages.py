@@ -68,7 +68,7 @@ def main(argv=None) -> int:
 
     class LocalOutput(Output):
         def __init__(self):  # no producer: records to pipeline topics are queued, the rest counted
-            self._handed, self.handed, self._partitions_of = collections.OrderedDict(), collections.Counter(), {}
+            self._handed, self.handed = collections.OrderedDict(), collections.Counter()
             self.assigned = {t: {0} for t in stages}
             self.partition_counts = {t: 1 for t in stages}
             self.errors = []

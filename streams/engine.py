@@ -25,18 +25,38 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
 import confluent_kafka
-from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from . import metrics
 from .state import Store, restore
 
 log = logging.getLogger(__name__)
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of a key (unsigned 32 bits), a word at a time."""
+    m, length = 0x5BD1E995, len(data)
+    h = 0x9747B28C ^ length
+    whole = length & ~3
+    for (k,) in struct.iter_unpack("<I", data[:whole]):
+        k = (k * m) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest = length & 3
+    if rest:
+        if rest == 3:
+            h ^= data[whole + 2] << 16
+        if rest >= 2:
+            h ^= data[whole + 1] << 8
+        h = ((h ^ data[whole]) * m) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -49,7 +69,6 @@ class Output:
     """Where stages write: one librdkafka producer, failures collected for the commit."""
 
     HAND_OVER_MAX = 10_000  # above what back-pressure lets two hand-overs run ahead (2 x Engine.max_backlog)
-    PARTITION_CACHE = 200_000  # keys whose partition is remembered, per fed topic
 
     def __init__(self, config: dict):
         # delivery reports for failures only: no Python callback per delivered record
@@ -61,7 +80,6 @@ class Output:
         self.partition_counts: dict[str, int] = {}  # of the topics stages feed (the engine sets them)
         self._handed: OrderedDict[bytes, tuple[str, dict]] = OrderedDict()
         self.handed: Counter[str] = Counter()  # per fed topic: records handed over, not yet taken
-        self._partitions_of: dict[str, dict[bytes, int]] = {}
 
     def _delivered(self, err, msg) -> None:
         if err is not None:
@@ -91,12 +109,7 @@ class Output:
         if count is None:  # partition count not known (yet): written like any record, decoded when read
             self.write(topic, key, value, headers=headers)
             return
-        cache = self._partitions_of.setdefault(topic, {})
-        partition = cache.get(key)
-        if partition is None:
-            if len(cache) >= self.PARTITION_CACHE:
-                cache.clear()
-            partition = cache[key] = partition_of(key, count)
+        partition = partition_of(key, count)
         self.write(topic, key, value, partition, headers)
         memo = self._handed
         if partition in self.assigned.get(topic, ()) and value not in memo:

@@ -124,3 +124,13 @@ def test_announcement_defaults_to_now_in_utc():
     decoded = default_codec().decode(default_codec().encode(SCHEMA, record), expect=SCHEMA)
     assert decoded["announced_at"] == record["announced_at"].replace(
         microsecond=record["announced_at"].microsecond // 1000 * 1000)
+
+
+def test_murmur2_is_aiokafkas_on_keys_of_every_length():
+    import random
+
+    from aiokafka.partitioner import murmur2 as reference
+    from streams.engine import murmur2
+    rnd = random.Random(7)
+    keys = [bytes(rnd.randrange(256) for _ in range(n % 41)) for n in range(4000)] + [b"195501175979", b"8327-9123456789"]
+    assert [murmur2(k) & 0x7FFFFFFF for k in keys] == [reference(k) & 0x7FFFFFFF for k in keys]
