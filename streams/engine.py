@@ -87,10 +87,15 @@ class Output:
 
     def write(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
               headers: list | None = None) -> None:
-        kwargs = {"partition": partition} if partition is not None else {}
+        # positional arguments, and keywords only when given: produce() parses each keyword
+        # at ~0.5 µs, and this runs ~8 times per payment event
+        args = (topic, value, key) if partition is None else (topic, value, key, partition)
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, **kwargs)
+                if headers is None:
+                    self._producer.produce(*args)
+                else:
+                    self._producer.produce(*args, headers=headers)
                 break
             except BufferError:  # local queue full: let librdkafka send, then retry
                 self._producer.poll(0.01)

@@ -248,10 +248,6 @@ def _tracked(enriched: dict, status: str, seq: int) -> dict:
     }
 
 
-def _last_day(p: dict) -> dt.date:
-    return max(p["payout_date"], p["period_end"])
-
-
 @dataclass
 class _Step:
     """What the common bookkeeping decided for one event."""
@@ -274,9 +270,12 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
     if st["watermark"] is None or day > st["watermark"]:
         st["watermark"] = day
     horizon = st["watermark"] - dt.timedelta(days=th.retention_days)
-    ident = (ev["payer_id"], ev["payment_id"])
-    index, tracked = next(((i, p) for i, p in enumerate(st["payments"])
-                           if (p["payer_id"], p["payment_id"]) == ident), (None, None))
+    payer_id, payment_id = ev["payer_id"], ev["payment_id"]
+    index = tracked = None
+    for i, p in enumerate(st["payments"]):
+        if p["payment_id"] == payment_id and p["payer_id"] == payer_id:
+            index, tracked = i, p
+            break
     kept = max(ev["payout_date"], ev["period_end"]) >= horizon
     event_type = ev["event_type"]
     step = _Step(st, tracked, tracked is not None, False)
@@ -314,7 +313,8 @@ def _set_status(st: dict, index: int, status: str) -> dict:
 
 
 def _prune(st: dict, horizon: dt.date, cap: int) -> None:
-    payments = [p for p in st["payments"] if _last_day(p) >= horizon]
+    # kept while its last day (payout or period end) is within the horizon
+    payments = [p for p in st["payments"] if p["payout_date"] >= horizon or p["period_end"] >= horizon]
     if len(payments) > cap:
         keep = sorted(payments, key=lambda p: (p["payout_date"], p["seq"]))[-cap:]
         ids = {id(p) for p in keep}
