@@ -1,6 +1,6 @@
 """The pipeline's stages in one process, without Kafka: µs per payment event, and a profile.
 
-    .venv/bin/python benchmarks/engine_stages.py [--events 30000] [--payees 10000] [--profile out.prof]
+    .venv/bin/python benchmarks/engine_stages.py [--events 30000] [--payees 10000] [--profile out.prof] [--codec]
 
 Runs the engine's stage functions (``ingest.ingest``, ``ledger.ledger``,
 ``analysis.analyse_account``, ``citizen.citizen``) exactly as the engine calls them, on
@@ -9,12 +9,17 @@ pipeline reads is queued and handed to that topic's stage, one partition owning
 everything, state flushed every 1,000 input events as the engine does at a commit.
 Writes to other topics are counted, not sent. What remains for a worker on top of this is
 librdkafka's consume and produce, and the broker.
+
+``--codec`` also keeps every record the stages encode and then, per schema, times
+fastavro's writer against the codec's compiled writer (``streams/avro_writer.py``) on
+those very records, best of 3, and checks that both give the same bytes for every one.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
 import collections
+import copy
 import os
 import sys
 import time
@@ -45,6 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--payees", type=int, default=10_000)
     parser.add_argument("--profile", default="")
+    parser.add_argument("--codec", action="store_true", help="compare fastavro's writer with the compiled writers")
     args = parser.parse_args(argv)
 
     import micro_hotpath
@@ -79,6 +85,16 @@ def main(argv=None) -> int:
                 queue.append(Msg(topic, 0, 0, key, value, headers))
 
     out = LocalOutput()
+    encoded: list[tuple[str, dict]] = []
+    if args.codec:  # keep a copy of every record encoded (copied: stages may build on them later)
+        from streams.app import codec as the_codec
+        encode = the_codec.encode
+
+        def keeping(name, record):
+            encoded.append((name, copy.deepcopy(record)))
+            return encode(name, record)
+
+        the_codec.encode = keeping
     stores = ledger.stores + analysis.stores + citizen.stores
     for store in stores:
         store.partitions[0] = store._new_partition(0)
@@ -105,9 +121,40 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     payers_file.unlink(missing_ok=True)
     print(f"{len(inputs)} events over {args.payees} payees: {seconds:.2f} s, "
-          f"{seconds / len(inputs) * 1e6:.0f} µs/event (= {len(inputs) / seconds:,.0f} events/s on one core)")
+          f"{seconds / len(inputs) * 1e6:.0f} µs/event (= {len(inputs) / seconds:,.0f} events/s on one core)"
+          + (" (slowed by --codec's copies)" if args.codec else ""))
     print("records written per topic:", dict(sorted(written.items())))
+    if args.codec:
+        the_codec.encode = encode
+        return compare_writers(the_codec, encoded)
     return 0
+
+
+def compare_writers(codec, encoded: list[tuple[str, dict]]) -> int:
+    """Per schema: µs per record with fastavro's writer and with the compiled one; 1 if any bytes differ."""
+    by_schema: dict[str, list[dict]] = collections.defaultdict(list)
+    for name, record in encoded:
+        by_schema[name].append(record)
+
+    def best(write, records) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for record in records:
+                write(record)
+            times.append(time.perf_counter() - t0)
+        return min(times) / len(records) * 1e6
+
+    print(f"\n{'schema':34} {'records':>8} {'fastavro µs':>12} {'compiled µs':>12} {'same bytes':>11}")
+    differ = 0
+    for name, records in sorted(by_schema.items(), key=lambda kv: -len(kv[1])):
+        slow = [codec._encode_with_fastavro(name, r) for r in records]
+        fast = [codec.encode(name, r) for r in records]
+        same = sum(a == b for a, b in zip(slow, fast))
+        differ += len(records) - same
+        print(f"{name:34} {len(records):8d} {best(lambda r: codec._encode_with_fastavro(name, r), records):12.1f} "
+              f"{best(lambda r: codec.encode(name, r), records):12.1f} {same:>5d}/{len(records)}")
+    return 1 if differ else 0
 
 
 if __name__ == "__main__":

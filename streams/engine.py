@@ -23,9 +23,9 @@ record and an ``Output`` and must not block.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
-import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
