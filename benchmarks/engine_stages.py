@@ -107,7 +107,7 @@ def main(argv=None) -> int:
             while queue:
                 m = queue.popleft()
                 stages[m.topic()](m, out)
-            if n % 1000 == 0:
+            if n % 1000 == 0 or n == len(inputs):
                 for store in stores:
                     store.flush(out.write)
 

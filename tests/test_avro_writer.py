@@ -135,3 +135,20 @@ def test_varint_at_the_table_boundaries_is_fastavros_long(n):
     buf = io.BytesIO()
     schemaless_writer(buf, "long", n)
     assert bytes(out) == buf.getvalue()
+
+
+def test_every_record_of_a_stage_run_is_written_as_fastavro_writes_it():
+    """benchmarks/engine_stages.py --codec: all records the four stages encode, both ways."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(root / "benchmarks" / "engine_stages.py"), "--events", "600",
+                          "--payees", "150", "--codec"], capture_output=True, text=True, timeout=300, cwd=root)
+    assert run.returncode == 0, run.stdout + run.stderr
+    table = run.stdout.split("same bytes\n", 1)[1]
+    counts = {row[0]: row[-1] for row in (line.split() for line in table.splitlines() if line.strip())}
+    assert {"EnrichedPayment", "LedgerEntry", "se.tkonto.state.Account", "se.tkonto.state.AnalysisState",
+            "se.tkonto.state.CitizenView"} <= set(counts)
+    assert all(same.split("/")[0] == same.split("/")[1] for same in counts.values()), counts
