@@ -102,7 +102,6 @@ _HELPERS = {"varint": varint, "utf8": utf8, "raw": raw, "millis": millis, "days"
 class _Compiler:
     def __init__(self, named: dict):
         self.named = named
-        self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self.records: dict[str, str] = {}  # record name -> function name
         self.pending: list[tuple[str, dict]] = []

@@ -383,14 +383,18 @@ class Engine:
             if not stage.feeds:
                 continue
             backlog = sum(max(handed[t], unread.get(t, 0)) for t in stage.feeds)
+            paused = stage.name in self._paused
+            change = backlog <= self.max_backlog // 2 if paused else backlog > self.max_backlog
+            if not change:  # the common case, after every batch: no partition list to build
+                continue
             inputs = [TopicPartition(t, p) for t in stage.topics for p in self.assigned.get(t, ())]
             if not inputs:
                 continue
-            if stage.name not in self._paused and backlog > self.max_backlog:
+            if not paused:
                 self.consumer.pause(inputs)
                 self._paused.add(stage.name)
                 log.debug("%s paused: backlog %d", stage.name, backlog)
-            elif stage.name in self._paused and backlog <= self.max_backlog // 2:
+            else:
                 self.consumer.resume(inputs)
                 self._paused.discard(stage.name)
 
