@@ -248,6 +248,11 @@ def _tracked(enriched: dict, status: str, seq: int) -> dict:
     }
 
 
+def _last_day(p: dict) -> dt.date:
+    """The last day a payment (or payment event) concerns: pruning counts back to it."""
+    return max(p["payout_date"], p["period_end"])
+
+
 @dataclass
 class _Step:
     """What the common bookkeeping decided for one event."""
@@ -276,7 +281,7 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
         if p["payment_id"] == payment_id and p["payer_id"] == payer_id:
             index, tracked = i, p
             break
-    kept = max(ev["payout_date"], ev["period_end"]) >= horizon
+    kept = _last_day(ev) >= horizon
     event_type = ev["event_type"]
     step = _Step(st, tracked, tracked is not None, False)
     if event_type in WITHDRAWING:
@@ -313,8 +318,7 @@ def _set_status(st: dict, index: int, status: str) -> dict:
 
 
 def _prune(st: dict, horizon: dt.date, cap: int) -> None:
-    # kept while its last day (payout or period end) is within the horizon
-    payments = [p for p in st["payments"] if p["payout_date"] >= horizon or p["period_end"] >= horizon]
+    payments = [p for p in st["payments"] if _last_day(p) >= horizon]
     if len(payments) > cap:
         keep = sorted(payments, key=lambda p: (p["payout_date"], p["seq"]))[-cap:]
         ids = {id(p) for p in keep}
