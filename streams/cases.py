@@ -56,9 +56,14 @@ async def open_cases(stream):
         for event in batch:
             stream._set_current_event(event)
             hit = codec.decode(event.message.value, expect="SelectionHit")
-            before = load_case(cases_table.get(event.message.key))
+            stored = cases_table.get(event.message.key)
+            before = load_case(stored)
             if before is not None and hit["hit_id"] in before["hits"]:
-                continue  # a redelivered hit: the case already has it
+                # A redelivered hit: the case already has it. Its record is written again:
+                # after a crash the table's changelog can hold the case while the cases
+                # topic record, sent by the same producer, was lost (same bytes: compacted).
+                emit(cases_topic, event.message.key, stored)
+                continue
             after = open_or_update_case(before, hit, now, id_secret=settings.case_id_secret or None)
             store_case(event.message.key, after)
             metrics.RULE_HITS.labels(hit["rule_id"]).inc()
