@@ -24,7 +24,8 @@ from .auth import AuthConfigError, AuthError, verify
 from .engine import partition_of
 from .identity import mask
 from .observe import read_topic
-from .review import ReviewError, decide, export_json, export_person, open_or_update_case
+from .review import (DecisionResult, ReviewError, decide, decision_outputs, export_json, export_person,
+                     is_redelivered, open_or_update_case)
 from .web import for_key, json_error, table_owner
 
 log = logging.getLogger(__name__)
@@ -87,19 +88,30 @@ def _apply(key: bytes, command: dict):
     case = load_case(cases_table.get(key))
     if case is None:
         return ReviewError(404, f"no case {command['case_id']}")
+    if is_redelivered(case, command):
+        # The command was applied before a crash, its offset not committed: the case and
+        # what the decision sent may not have left the worker. Sent again, same ids and bytes.
+        _send_decision(key, decision_outputs(case))
+        return case
     try:
-        result = decide(case, command["outcome"], command["analyst"], command["reason"], command["requested_at"])
+        result = decide(case, command["outcome"], command["analyst"], command["reason"], command["requested_at"],
+                        command_id=command["command_id"])
     except ReviewError as exc:
         return exc  # e.g. 409: the case was decided by another request first
-    store_case(key, result.case)
     metrics.CASES.labels(result.case["status"]).inc()
+    for notification in result.notifications:
+        metrics.NOTIFICATIONS.labels(notification["payer_id"]).inc()
+    _send_decision(key, result)
+    return result.case
+
+
+def _send_decision(key: bytes, result: DecisionResult) -> None:
+    store_case(key, result.case)
     for notification in result.notifications:
         emit(raw_topic(catalogue.payer_notifications(notification["payer_id"]).name), key,
              codec.encode("Notification", notification))
-        metrics.NOTIFICATIONS.labels(notification["payer_id"]).inc()
     for record in result.audit:
         emit(audit_topic, key, codec.encode("AuditRecord", record))
-    return result.case
 
 
 # -- HTTP, analysts only ------------------------------------------------------------------------

@@ -221,6 +221,7 @@ def open_or_update_case(case: dict | None, hit: dict, now: dt.datetime, *, id_se
             "hits": [], "evidence": [], "payments": [], "payer_ids": [],
             "opened_at": now, "updated_at": now,
             "decided_at": None, "decided_by": None, "decision_reason": None, "hits_at_decision": None,
+            "decided_by_command": None,
         }
     else:
         if (case["rule_id"], case["subject"], case["window"]) != (hit["rule_id"], subject, str(hit["window"])):
@@ -386,7 +387,7 @@ def audit_id_for(*parts: str) -> str:
 
 
 def decide(case: dict, outcome: str, analyst: str, reason: str, now: dt.datetime,
-           describe: Callable[[str], str] | None = None) -> DecisionResult:
+           describe: Callable[[str], str] | None = None, command_id: str | None = None) -> DecisionResult:
     """An analyst's outcome for an OPEN case.
 
     400 when ``outcome`` is not CLOSED_NO_ACTION, NOTIFY_PAYER or IN_DEPTH_REVIEW, when
@@ -396,7 +397,8 @@ def decide(case: dict, outcome: str, analyst: str, reason: str, now: dt.datetime
 
     Returns the decided case, for NOTIFY_PAYER one notification per payer involved (the
     rule's description from ``describe`` or ``streams.rules.RULES``), and one CASE_DECIDED
-    audit record. Nothing is reclaimed or stopped."""
+    audit record (``decision_outputs``). Nothing is reclaimed or stopped. ``command_id``, the
+    deciding CaseCommand's id, is kept in the case (``is_redelivered``)."""
     if outcome not in OUTCOMES:
         raise ReviewError(400, f"outcome must be one of {', '.join(OUTCOMES)}; got {str(outcome)[:40]!r}")
     reason = _required_text(reason, "a reason for the decision")
@@ -408,18 +410,45 @@ def decide(case: dict, outcome: str, analyst: str, reason: str, now: dt.datetime
     now = _utc(now)
     decided = copy.deepcopy(case)
     decided.update(status=outcome, decided_at=now, decided_by=analyst, decision_reason=reason,
-                   hits_at_decision=len(case["hits"]), updated_at=now)
+                   hits_at_decision=len(case["hits"]), updated_at=now, decided_by_command=command_id)
+    return decision_outputs(decided, describe)
+
+
+def is_redelivered(case: dict | None, command: dict) -> bool:
+    """Whether ``command`` is the very command that decided ``case``, read again (after a
+    crash before its offset was committed), not a second decision."""
+    return (case is not None and case["status"] != OPEN and case.get("decided_by_command") is not None
+            and case["decided_by_command"] == command["command_id"])
+
+
+def case_at_decision(case: dict) -> dict:
+    """The decided ``case`` as its decision saw it: without the hits recorded after it (their
+    evidence, their payers, and the payments of payers only they involved)."""
+    covered = case["hits_at_decision"]
+    if covered is None or covered >= len(case["hits"]):
+        return case
+    evidence = case["evidence"][:covered]
+    payers = sorted({p for item in evidence for p in item["payer_ids"]})
+    return {**case, "hits": case["hits"][:covered], "evidence": evidence, "payer_ids": payers,
+            "payments": [r for r in case["payments"] if r["payer_id"] in payers]}
+
+
+def decision_outputs(decided: dict, describe: Callable[[str], str] | None = None) -> DecisionResult:
+    """What deciding ``decided`` sends: for NOTIFY_PAYER one notification per payer involved,
+    and one CASE_DECIDED audit record. Built from the decided case alone, with ids derived
+    from the case, so the records of a redelivered command equal the first ones."""
+    outcome, seen = decided["status"], case_at_decision(decided)
     notifications: list[dict] = []
     if outcome == NOTIFY_PAYER:
-        notifications = notifications_for(decided, rule_description(case["rule_id"], describe), now)
+        notifications = notifications_for(seen, rule_description(decided["rule_id"], describe), decided["decided_at"])
     audit = {
-        "audit_id": audit_id_for(CASE_DECIDED, case["case_id"]),
+        "audit_id": audit_id_for(CASE_DECIDED, decided["case_id"]),
         "action": CASE_DECIDED,
-        "analyst": analyst,
-        "at": now,
-        "person_id": case["subject"] if case["subject_kind"] == "PAYEE" else None,
-        "case_id": case["case_id"],
-        "reason": reason,
+        "analyst": decided["decided_by"],
+        "at": decided["decided_at"],
+        "person_id": decided["subject"] if decided["subject_kind"] == "PAYEE" else None,
+        "case_id": decided["case_id"],
+        "reason": decided["decision_reason"],
         "items_exported": 0,
         "outcome": outcome,
         "notified_payer_ids": [n["payer_id"] for n in notifications],

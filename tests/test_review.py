@@ -18,7 +18,8 @@ from streams.codec import Codec
 from streams.identity import make_person
 from streams.review import (
     EXCLUSIONS, NOTICE, OTHER_PAYERS_GENERIC, OTHER_PAYERS_STATEMENT, DecisionResult, ReviewError, case_id_for,
-    case_key, decide, export_json, export_person, notification_topic, open_or_update_case, rule_description,
+    case_key, decide, decision_outputs, export_json, export_person, is_redelivered, notification_topic,
+    open_or_update_case, rule_description,
 )
 from streams.settings import Settings
 from streams.topics import Catalogue
@@ -119,6 +120,7 @@ def test_first_hit_opens_an_open_case():
         "payments": [STHLM_PAY, GBG_PAY], "payer_ids": [STHLM, GBG],
         "opened_at": T1, "updated_at": T1,
         "decided_at": None, "decided_by": None, "decision_reason": None, "hits_at_decision": None,
+        "decided_by_command": None,
     }
     account_case = open_or_update_case(None, hit(rule_id="SHARED_ACCOUNT", payee_id=None, bank_account=ACCOUNT), T1)
     assert (account_case["subject"], account_case["subject_kind"]) == (ACCOUNT, "BANK_ACCOUNT")
@@ -206,6 +208,35 @@ def test_a_decided_case_is_final_409():
     later = open_or_update_case(decided, hit("hit-2"), T2)
     assert later["hits"] == ["hit-1", "hit-2"]
     assert (later["status"], later["hits_at_decision"], later["decided_by"]) == ("CLOSED_NO_ACTION", 1, "analyst-7")
+
+
+def test_a_redelivered_decision_is_recognised_and_sends_the_same_records(codec):
+    case = open_or_update_case(None, hit(), T1)
+    first = decide(case, "NOTIFY_PAYER", "analyst-7", "two municipalities, same month", T2, describe, command_id="cmd-1")
+    assert first.case["decided_by_command"] == "cmd-1"
+    stored = codec.decode(codec.encode("Case", first.case), expect="Case")  # as the table holds it
+    assert is_redelivered(stored, {"command_id": "cmd-1"})
+    assert not is_redelivered(stored, {"command_id": "cmd-2"})  # a second request: still 409 in decide
+    assert not is_redelivered(case, {"command_id": "cmd-1"})  # an OPEN case
+    assert not is_redelivered({**stored, "decided_by_command": None}, {"command_id": "cmd-1"})  # decided before the field
+    again = decision_outputs(stored, describe)
+    assert again == first
+    assert [codec.encode("Notification", n) for n in again.notifications] == [
+        codec.encode("Notification", n) for n in first.notifications]
+    assert codec.encode("AuditRecord", again.audit[0]) == codec.encode("AuditRecord", first.audit[0])
+
+
+def test_a_rebuilt_decision_leaves_out_hits_recorded_after_it():
+    case = open_or_update_case(None, hit(), T1)
+    first = decide(case, "NOTIFY_PAYER", "analyst-7", "two municipalities, same month", T2, describe, command_id="cmd-1")
+    fk_pay = ref(FK, "FK-SJP-8812345", 1_234_567, category="SICKNESS_BENEFIT")
+    later = open_or_update_case(first.case, hit("hit-2", payments=[STHLM_PAY, fk_pay], rule_version=2,
+                                                evidence={"month": "2026-11", "threshold_payers": "3"}), T2)
+    assert later["payer_ids"] == sorted([STHLM, GBG, FK]) and later["hits_at_decision"] == 1
+    again = decision_outputs(later, describe)
+    assert [n["payer_id"] for n in again.notifications] == [STHLM, GBG]  # FK was not part of the decision
+    assert again.notifications == first.notifications
+    assert again.audit == first.audit
 
 
 @pytest.mark.parametrize("outcome, reason, analyst, message", [
