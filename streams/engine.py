@@ -34,6 +34,7 @@ import confluent_kafka
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from . import metrics
+from .observe import true_end_offsets
 from .state import Store, restore
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,34 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+class Fed:
+    """A record as a fused stage sees it when it is applied at once (``Output.feed``): the
+    consumed message's accessors, with no offset yet (-1)."""
+
+    __slots__ = ("_topic", "_partition", "_key", "_value", "_headers")
+
+    def __init__(self, topic: str, partition: int, key: bytes, value: bytes, headers: list | None):
+        self._topic, self._partition, self._key, self._value, self._headers = topic, partition, key, value, headers
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return -1
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> list | None:
+        return self._headers
+
+
 class Output:
     """Where stages write: one librdkafka producer, failures collected for the commit."""
 
@@ -79,7 +108,17 @@ class Output:
         self.assigned: dict[str, set[int]] = {}  # the engine's partitions, for stages that fuse hops
         self.partition_counts: dict[str, int] = {}  # of the topics stages feed (the engine sets them)
         self._handed: OrderedDict[bytes, tuple[str, dict]] = OrderedDict()
-        self.handed: Counter[str] = Counter()  # per fed topic: records handed over, not yet taken
+        self.handed: Counter[str] = Counter()  # per fed topic: records handed over or applied, not yet read
+        #: fed topic -> the handler of the stage reading it, when that stage's records may be
+        #: applied at once (``Stage.fuse``); the partitions where that is safe now (``open_fusion``)
+        self.fused: dict[str, Callable] = {}
+        self.fusing: set[tuple[str, int]] = set()
+        self.opening: set[tuple[str, int]] = set()  # fused partitions that open when read far enough
+        self._applied: OrderedDict[bytes, tuple[str, int]] = OrderedDict()  # value -> (topic, copies applied)
+        #: records fed to a fused partition not open yet, in feed order: applied when it opens
+        #: (not bounded here: back-pressure bounds them, and none may be dropped, see open_fusion)
+        self._waiting: dict[tuple[str, int], list[tuple[bytes, bytes, list | None, dict]]] = {}
+        self._current: tuple[bytes, dict] | None = None  # the record being applied at once (``take``)
 
     def _delivered(self, err, msg) -> None:
         if err is not None:
@@ -106,18 +145,35 @@ class Output:
 
     def feed(self, topic: str, key: bytes, value: bytes, decoded: dict, headers: list | None = None) -> None:
         """Write a record that a later stage of this pipeline reads. Its partition is chosen
-        here, as the producer's partitioner would; when this worker owns that partition, the
-        decoded record is remembered so that the stage need not decode it (``take``), and it
-        counts as that stage's backlog until taken (back-pressure). Bounded: beyond
-        ``HAND_OVER_MAX`` the oldest are dropped (and then decoded when read)."""
+        here, as the producer's partitioner would. When this worker owns that partition:
+
+        * where the reading stage is fused and the partition is open (``open_fusion``), the
+          stage's handler is applied to the record at once, without waiting for the hop;
+          when the record is read back it is skipped (``arrived``);
+        * else the decoded record is remembered so that the stage need not decode it when
+          it reads the record (``take``).
+
+        Either way it counts as that stage's backlog until read (back-pressure). Bounded:
+        beyond ``HAND_OVER_MAX`` the oldest are dropped (then decoded, or applied again,
+        idempotently, when read)."""
         count = self.partition_counts.get(topic)
         if count is None:  # partition count not known (yet): written like any record, decoded when read
             self.write(topic, key, value, headers=headers)
             return
         partition = partition_of(key, count)
         self.write(topic, key, value, partition, headers)
+        if partition not in self.assigned.get(topic, ()):
+            return
+        if topic in self.fused:
+            if (topic, partition) in self.fusing:
+                if self._apply(topic, partition, key, value, headers, decoded):
+                    return
+            elif (topic, partition) in self.opening:
+                self._waiting.setdefault((topic, partition), []).append((value, key, headers, decoded))
+                self.handed[topic] += 1
+                return
         memo = self._handed
-        if partition in self.assigned.get(topic, ()) and value not in memo:
+        if value not in memo:
             memo[value] = (topic, decoded)
             self.handed[topic] += 1
             if len(memo) > self.HAND_OVER_MAX:
@@ -125,15 +181,72 @@ class Output:
 
     def take(self, value: bytes) -> dict | None:
         """The decoded form of ``value`` if this process fed it (see ``feed``), once."""
+        current = self._current
+        if current is not None and current[0] is value:
+            self._current = None
+            return current[1]
         item = self._handed.pop(value, None)
         if item is None:
             return None
         self.handed[item[0]] -= 1
         return item[1]
 
+    def _apply(self, topic: str, partition: int, key: bytes, value: bytes, headers: list | None,
+               decoded: dict) -> bool:
+        """Apply the fused stage to a record fed to an open partition; False if it failed
+        (the record is then processed when read, like any other: dead-lettered there)."""
+        self._current = (value, decoded)
+        try:
+            self.fused[topic](Fed(topic, partition, key, value, headers), self)
+        except Exception:
+            log.exception("%s[%d]: applying a fed record at once failed; it is processed when read",
+                          topic, partition)
+            return False
+        finally:
+            self._current = None
+        applied = self._applied
+        copies = applied.get(value)
+        applied[value] = (topic, copies[1] + 1 if copies else 1)
+        self.handed[topic] += 1
+        if len(applied) > self.HAND_OVER_MAX:
+            dropped_topic, dropped = applied.popitem(last=False)[1]
+            self.handed[dropped_topic] -= dropped
+        return True
+
+    def arrived(self, value: bytes) -> bool:
+        """Whether a record just read was already applied at once (``feed``): then it is
+        only marked processed. Each applied copy is skipped once."""
+        copies = self._applied.get(value)
+        if copies is None:
+            return False
+        topic, n = copies
+        if n == 1:
+            del self._applied[value]
+        else:
+            self._applied[value] = (topic, n - 1)
+        self.handed[topic] -= 1
+        return True
+
+    def open_fusion(self, topic: str, partition: int) -> None:
+        """From now on records fed to ``partition`` are applied at once. Called when this
+        worker has read everything the partition held at its assignment: what is still
+        unread there was fed by this worker since (applied here first, in feed order: none
+        may be missing, or a later event of a payment could be applied before an earlier
+        one), or by another worker's ingest, whose records are other payments than this
+        worker's (each payment's events come from one payer partition, read by one worker)."""
+        self.fusing.add((topic, partition))
+        self.opening.discard((topic, partition))
+        for value, key, headers, decoded in self._waiting.pop((topic, partition), ()):
+            self.handed[topic] -= 1
+            self._apply(topic, partition, key, value, headers, decoded)
+
     def forget_handed(self) -> None:
         """After a rebalance: what was handed over may now be another worker's to read."""
         self._handed.clear()
+        self._applied.clear()
+        self._waiting.clear()
+        self.fusing.clear()
+        self.opening.clear()
         self.handed.clear()
 
     def poll(self) -> None:
@@ -158,6 +271,10 @@ class Stage:
     #: topics this stage writes that the engine reads again: while their backlog here is
     #: above ``Engine.max_backlog`` the stage's own inputs are paused (back-pressure)
     feeds: list[str] = field(default_factory=list)
+    #: the engine may apply this stage to a record when this worker feeds it, instead of when
+    #: it reads it back (``Output.feed``): for a stage that is idempotent per record and whose
+    #: order matters only between records fed from one input partition
+    fuse: bool = False
 
 
 @dataclass
@@ -189,6 +306,9 @@ class Engine:
         self._paused: set[str] = set()  # stages whose inputs are paused (back-pressure)
         self._unread: dict[str, int] = {}  # fed topics: records not yet read here (refreshed every 0.25 s)
         self._fed = sorted({t for s in self.stages for t in s.feeds})
+        #: fused input partitions not yet open: the end offset they had at the assignment,
+        #: which this worker must have read past before fed records are applied at once
+        self._barriers: dict[tuple[str, int], int] = {}
         self.seconds = {"consume": 0.0, "process": 0.0, "commit": 0.0}  # where the engine thread's time goes
         self._reported = (0, dict(self.seconds))
 
@@ -203,6 +323,7 @@ class Engine:
                            "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000,
                            "queue.buffering.max.kbytes": 32768,
                            "enable.idempotence": False, **self.producer_config})
+        self.out.fused = {t: s.handle for s in self.stages if s.fuse for t in s.topics}
         self.consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
@@ -228,6 +349,8 @@ class Engine:
                     last_commit = now
                 if now - last_pressure >= 0.25:
                     self._unread = self._backlog(self._fed)
+                    if self._barriers:
+                        self._pass_barriers()
                     last_pressure = now
                 self._apply_back_pressure()
                 if now - last_trim >= self.trim_interval:
@@ -253,7 +376,7 @@ class Engine:
 
     # -- the hot path -----------------------------------------------------------------
     def _process(self, batch: list) -> None:
-        out, done, by_topic = self.out, self._done, self._by_topic
+        out, done, by_topic, fused, barriers = self.out, self._done, self._by_topic, self.out.fused, self._barriers
         for msg in batch:
             err = msg.error()
             if err is not None:
@@ -261,6 +384,9 @@ class Engine:
                     log.warning("consumer error: %s", err)
                 continue
             topic = msg.topic()
+            if topic in fused and out.arrived(msg.value()):  # applied when this worker fed it
+                done[(topic, msg.partition())] = msg.offset() + 1
+                continue
             stage = by_topic[topic]
             try:
                 stage.handle(msg, out)
@@ -268,8 +394,43 @@ class Engine:
                 log.exception("%s: unexpected failure on %s[%d]@%d", stage.name, topic, msg.partition(), msg.offset())
                 stage.on_error(msg, exc, out)
             done[(topic, msg.partition())] = msg.offset() + 1
+            if barriers and (topic, msg.partition()) in barriers:
+                self._pass_barrier(topic, msg.partition(), msg.offset() + 1)
         self.processed += len(batch)
         metrics.publish_pending()
+
+    # -- fused stages -----------------------------------------------------------------
+    def _set_barriers(self, assigned: dict[str, set[int]]) -> None:
+        """At an assignment: each fused input partition opens (``Output.open_fusion``) once
+        this worker has read what it holds now (records fed before, e.g. by the worker that
+        read the same payer partition until this rebalance). A partition whose end offset
+        cannot be read is never fused: its records are processed when read."""
+        reported = {}
+        for t, p in ((t, p) for t in self.out.fused for p in sorted(assigned.get(t, ()))):
+            try:
+                reported[(t, p)] = self.consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+            except confluent_kafka.KafkaException as exc:
+                log.warning("no end offset for %s[%d] (%s): its records are applied when read", t, p, exc)
+        try:
+            self._barriers = true_end_offsets(self.bootstrap, reported) if reported else {}
+        except confluent_kafka.KafkaException as exc:
+            log.warning("no end offsets for the fused partitions (%s): their records are applied when read", exc)
+            self._barriers = {}
+        self.out.opening = set(self._barriers)
+        for (t, p), end in list(self._barriers.items()):
+            if end <= 0:
+                self._pass_barrier(t, p, 0)
+
+    def _pass_barrier(self, topic: str, partition: int, position: int) -> None:
+        if position >= self._barriers.get((topic, partition), 0):
+            self._barriers.pop((topic, partition), None)
+            self.out.open_fusion(topic, partition)
+
+    def _pass_barriers(self) -> None:
+        """Partitions whose read position is already past their barrier (nothing to read)."""
+        for tp in self.consumer.position([TopicPartition(t, p) for t, p in self._barriers]):
+            if tp.offset >= 0:
+                self._pass_barrier(tp.topic, tp.partition, tp.offset)
 
     def commit(self) -> None:
         """Write the changed state, flush every output, then commit what was processed."""
@@ -298,6 +459,7 @@ class Engine:
         self.out.forget_handed()
         self.out.partition_counts = self._partition_counts(self._fed)
         self.assigned = self.out.assigned = assigned
+        self._set_barriers(assigned)
         self._paused = set()  # a new assignment starts unpaused
         self._announce(assigned)
         self.rebalancing = False
@@ -321,12 +483,14 @@ class Engine:
             log.exception("could not commit before the rebalance; the records will be processed again")
             self._forget()
         self.out.forget_handed()
+        self._barriers = {}
         self.assigned = self.out.assigned = {}
         self._announce({})
 
     def _on_lost(self, consumer, partitions) -> None:
         self.rebalancing = True
         self._forget()
+        self._barriers = {}
         self.assigned = self.out.assigned = {}
 
     def _forget(self) -> None:

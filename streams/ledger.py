@@ -101,6 +101,10 @@ def ledger(msg, out: Output) -> None:
         fan_out(out, partition, record, payer, outcome.entry, now, entry_bytes)
 
 
+# Fused: when this worker's ingest feeds a payment to a payments partition this worker reads,
+# the payment is registered at once instead of one hop later (``Output.feed``). Registration
+# is idempotent per event, and the events of one payment come from one payer partition, in
+# order, through one worker.
 stage = Stage("ledger", [payments_topic], ledger, failed("ledger"),
-              feeds=[catalogue.analysis_by_account.name, catalogue.citizen.name])
+              feeds=[catalogue.analysis_by_account.name, catalogue.citizen.name], fuse=True)
 stores = [accounts, analysis.payee_states]

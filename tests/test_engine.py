@@ -348,6 +348,54 @@ def test_back_pressure_keeps_a_fast_stage_within_the_backlog_of_a_slow_one(kafka
     assert all(taken)  # nothing was dropped from the memo: every record handed over in-process
 
 
+@pytest.mark.broker
+def test_a_fused_stage_is_applied_when_fed_after_what_its_partition_held_at_assignment(kafka):
+    """B is fused. Y already holds records (fed by a worker that read X before): they are
+    read first; every record A feeds is then applied at once (offset -1), in feed order,
+    and skipped when read back. Each record is handled exactly once."""
+    n = next(_ids)
+    x, y, group = f"fuse{n}.a-in", f"fuse{n}.b-fed", f"fuse{n}-group"
+    create_topics(kafka.bootstrap, (x, 2, False), (y, 2, False))
+    keys = [b"k%d" % i for i in range(10)]
+    old = 20  # per key
+    produce(kafka.bootstrap, y, [(k, b"old-%s-%d" % (k, i)) for i in range(old) for k in keys])
+    produce(kafka.bootstrap, x, [(k, b"new-%s-%d" % (k, i)) for i in range(5) for k in keys])
+    handled: list[tuple[bytes, bytes, int]] = []
+    decoded_given = []
+
+    def handle_a(msg, out):
+        out.feed(y, msg.key(), msg.value(), {"v": msg.value()}, headers=[("source", b"x")])
+
+    def handle_b(msg, out):
+        handled.append((msg.key(), msg.value(), msg.offset()))
+        if msg.offset() == -1:
+            decoded_given.append(out.take(msg.value()) == {"v": msg.value()} and msg.headers() == [("source", b"x")])
+
+    engine = Engine(kafka.bootstrap, group,
+                    [Stage("A", [x], handle_a, lambda *a: None, feeds=[y]),
+                     Stage("B", [y], handle_b, lambda *a: None, fuse=True)],
+                    [], consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+                    producer_config={"linger.ms": 5}, commit_interval=0.3, batch_size=20)
+    thread = start(engine)
+    try:
+        assert wait_until(lambda: len(handled) >= 10 * old + 50, 40, 0.05), f"B handled {len(handled)}"
+        produce(kafka.bootstrap, x, [(k, b"later-%s" % k) for k in keys])  # once open: applied as fed
+        assert wait_until(lambda: len(handled) >= 10 * old + 60, 30, 0.05), f"B handled {len(handled)}"
+        assert wait_until(lambda: sum(engine.out.handed.values()) == 0, 30, 0.05), "applied records not read back"
+        time.sleep(0.5)  # anything handled twice would show now
+    finally:
+        stop(engine, thread)
+    assert len(handled) == 10 * old + 60
+    for k in keys:
+        assert [v for key, v, _ in handled if key == k] == (
+            [b"old-%s-%d" % (k, i) for i in range(old)] + [b"new-%s-%d" % (k, i) for i in range(5)] + [b"later-%s" % k])
+    assert sorted(v for _, v, offset in handled if offset >= 0) == sorted(
+        b"old-%s-%d" % (k, i) for k in keys for i in range(old))
+    assert len(decoded_given) == 60 and all(decoded_given)
+    assert committed(kafka.bootstrap, group, y, 2) == end_offsets(kafka.bootstrap, y)  # skipped ones too
+    assert sum(end_offsets(kafka.bootstrap, y).values()) == 10 * old + 60
+
+
 # -- Output.feed / take (after the engine test, so that its producers are collected) ---------
 @pytest.fixture
 def output(kafka):
@@ -431,6 +479,103 @@ def test_forget_handed_after_a_rebalance(output):
     output.forget_handed()
     assert output.take(b"v") is None and output.handed[output.topic] == 0
 
+
+
+class _Msg:
+    def __init__(self, topic, partition, offset, value):
+        self._t, self._p, self._o, self._v = topic, partition, offset, value
+
+    def error(self):
+        return None
+
+    def topic(self):
+        return self._t
+
+    def partition(self):
+        return self._p
+
+    def offset(self):
+        return self._o
+
+    def value(self):
+        return self._v
+
+    def key(self):
+        return b"k"
+
+    def headers(self):
+        return None
+
+
+@pytest.mark.broker
+def test_a_fused_partition_opens_only_after_what_it_held_at_assignment_was_read(output, monkeypatch):
+    """Partition 0 held 3 records when assigned (fed before by another worker); partition 1
+    was empty. Records fed to 0 wait (handed over) until offset 2 is read, then are applied
+    in feed order; records fed to 1 are applied at once."""
+    handled = []
+    y = output.topic
+    engine = Engine("unused:9092", "g", [Stage("B", [y], lambda msg, out: handled.append((msg.offset(), msg.value())),
+                                               lambda *a: None, fuse=True)], [])
+    engine.out, output.fused = output, {y: engine.stages[0].handle}
+
+    class Ends:
+        def get_watermark_offsets(self, tp, timeout):
+            return 0, {0: 3, 1: 0}[tp.partition]
+
+    engine.consumer = Ends()
+    monkeypatch.setattr(engine_module, "true_end_offsets", lambda bootstrap, reported: dict(reported))
+    engine._set_barriers({y: {0, 1}})
+    assert output.fusing == {(y, 1)} and engine._barriers == {(y, 0): 3} and output.opening == {(y, 0)}
+    k0, k1 = keys_in({0}, 1)[0], keys_in({1}, 1)[0]
+    output.feed(y, k0, b"new-1", {})
+    output.feed(y, k1, b"other", {})
+    output.feed(y, k0, b"new-2", {})
+    assert handled == [(-1, b"other")]
+    engine._process([_Msg(y, 0, 0, b"old-0"), _Msg(y, 0, 1, b"old-1")])
+    assert handled[1:] == [(0, b"old-0"), (1, b"old-1")] and (y, 0) not in output.fusing
+    engine._process([_Msg(y, 0, 2, b"old-2"), _Msg(y, 0, 3, b"new-1"), _Msg(y, 1, 0, b"other")])
+    # old-2 was the last record held at assignment: what waited is applied, then read back and skipped
+    assert handled[3:] == [(2, b"old-2"), (-1, b"new-1"), (-1, b"new-2")]
+    assert output.fusing == {(y, 0), (y, 1)} and engine._barriers == {}
+    assert engine._done == {(y, 0): 4, (y, 1): 1}
+    assert output.handed[y] == 1 and output.arrived(b"new-2")
+
+
+@pytest.mark.broker
+def test_fused_records_are_applied_at_once_only_where_open_and_skipped_once_each_when_read(output):
+    applied = []
+
+    def handle(msg, out):
+        if msg.value() == b"bad":
+            raise ValueError("bad on purpose")
+        applied.append((msg.partition(), msg.value(), out.take(msg.value())))
+
+    output.fused = {output.topic: handle}
+    k0, k1 = keys_in({0}, 1)[0], keys_in({1}, 1)[0]
+    output.opening = {(output.topic, 1)}  # partition 1 opens when read far enough (the engine's barrier)
+    output.open_fusion(output.topic, 0)
+    output.feed(output.topic, k0, b"a", {"n": "a"})
+    output.feed(output.topic, k1, b"b", {"n": "b"})  # partition 1 not open yet: handed over
+    output.feed(output.topic, k1, b"c", {"n": "c"})
+    output.feed(output.topic, k0, b"a", {"n": "a"})  # the same bytes again (a redelivery): applied again
+    assert applied == [(0, b"a", {"n": "a"}), (0, b"a", {"n": "a"})]
+    assert output.handed[output.topic] == 4
+    output.open_fusion(output.topic, 1)  # what waited for partition 1 first, in order
+    assert applied[2:] == [(1, b"b", {"n": "b"}), (1, b"c", {"n": "c"})]
+    output.feed(output.topic, k1, b"bad", {"n": "bad"})  # failed at once: processed when read
+    assert output.take(b"bad") == {"n": "bad"}
+    assert [output.arrived(v) for v in (b"a", b"b", b"a", b"a", b"c", b"bad")] == [True, True, True, False, True, False]
+    assert output.handed[output.topic] == 0
+    output.feed(output.topic, k0, b"d", {"n": "d"})
+    output.forget_handed()  # a rebalance: nothing is open, nothing is skipped
+    assert not output.fusing and not output.opening and not output.arrived(b"d")
+    output.opening = {(output.topic, 0)}
+    output.feed(output.topic, k0, b"e", {"n": "e"})  # waits for its partition to open
+    output.feed(output.topic, k1, b"f", {"n": "f"})  # partition 1 neither open nor opening: handed over
+    assert applied[-1][1] == b"d" and output.take(b"e") is None and output.take(b"f") == {"n": "f"}
+    assert output.handed[output.topic] == 1
+    output.open_fusion(output.topic, 0)
+    assert applied[-1] == (0, b"e", {"n": "e"}) and output.arrived(b"e")
 
 
 # -- the equivalence the fused hops rely on ----------------------------------------------------
