@@ -79,7 +79,7 @@ def main(argv=None) -> int:
             self.assigned = {t: {0} for t in stages}
             self.partition_counts = {t: 1 for t in stages}
             self.fused = {t: s.handle for s in (ledger.stage,) if s.fuse for t in s.topics}
-            self.fusing, self.opening = {(t, 0) for t in self.fused}, set()  # as in a worker past its barriers
+            self.fusing, self.opening = {(t, 0) for t in self.fused}, {}  # as in a worker past its barriers
             self.errors = []
 
         def write(self, topic, key, value, partition=None, headers=None):

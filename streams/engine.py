@@ -34,7 +34,7 @@ import confluent_kafka
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from . import metrics
-from .observe import true_end_offsets
+from .observe import reported_ends, true_end_offsets
 from .state import Store, restore
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ class Output:
         #: applied at once (``Stage.fuse``); the partitions where that is safe now (``open_fusion``)
         self.fused: dict[str, Callable] = {}
         self.fusing: set[tuple[str, int]] = set()
-        self.opening: set[tuple[str, int]] = set()  # fused partitions that open when read far enough
+        #: fused partitions not open yet -> the end offset each had at the assignment, which
+        #: this worker reads past before the partition opens (the engine's barrier)
+        self.opening: dict[tuple[str, int], int] = {}
         self._applied: OrderedDict[bytes, tuple[str, int]] = OrderedDict()  # value -> (topic, copies applied)
         #: records fed to a fused partition not open yet, in feed order: applied when it opens
         #: (not bounded here: back-pressure bounds them, and none may be dropped, see open_fusion)
@@ -235,7 +237,7 @@ class Output:
         one), or by another worker's ingest, whose records are other payments than this
         worker's (each payment's events come from one payer partition, read by one worker)."""
         self.fusing.add((topic, partition))
-        self.opening.discard((topic, partition))
+        self.opening.pop((topic, partition), None)
         for value, key, headers, decoded in self._waiting.pop((topic, partition), ()):
             self.handed[topic] -= 1
             self._apply(topic, partition, key, value, headers, decoded)
@@ -306,9 +308,6 @@ class Engine:
         self._paused: set[str] = set()  # stages whose inputs are paused (back-pressure)
         self._unread: dict[str, int] = {}  # fed topics: records not yet read here (refreshed every 0.25 s)
         self._fed = sorted({t for s in self.stages for t in s.feeds})
-        #: fused input partitions not yet open: the end offset they had at the assignment,
-        #: which this worker must have read past before fed records are applied at once
-        self._barriers: dict[tuple[str, int], int] = {}
         self.seconds = {"consume": 0.0, "process": 0.0, "commit": 0.0}  # where the engine thread's time goes
         self._reported = (0, dict(self.seconds))
 
@@ -349,7 +348,7 @@ class Engine:
                     last_commit = now
                 if now - last_pressure >= 0.25:
                     self._unread = self._backlog(self._fed)
-                    if self._barriers:
+                    if self.out.opening:
                         self._pass_barriers()
                     last_pressure = now
                 self._apply_back_pressure()
@@ -376,7 +375,7 @@ class Engine:
 
     # -- the hot path -----------------------------------------------------------------
     def _process(self, batch: list) -> None:
-        out, done, by_topic, fused, barriers = self.out, self._done, self._by_topic, self.out.fused, self._barriers
+        out, done, by_topic, fused, opening = self.out, self._done, self._by_topic, self.out.fused, self.out.opening
         for msg in batch:
             err = msg.error()
             if err is not None:
@@ -394,7 +393,7 @@ class Engine:
                 log.exception("%s: unexpected failure on %s[%d]@%d", stage.name, topic, msg.partition(), msg.offset())
                 stage.on_error(msg, exc, out)
             done[(topic, msg.partition())] = msg.offset() + 1
-            if barriers and (topic, msg.partition()) in barriers:
+            if opening and (topic, msg.partition()) in opening:
                 self._pass_barrier(topic, msg.partition(), msg.offset() + 1)
         self.processed += len(batch)
         metrics.publish_pending()
@@ -403,32 +402,26 @@ class Engine:
     def _set_barriers(self, assigned: dict[str, set[int]]) -> None:
         """At an assignment: each fused input partition opens (``Output.open_fusion``) once
         this worker has read what it holds now (records fed before, e.g. by the worker that
-        read the same payer partition until this rebalance). A partition whose end offset
-        cannot be read is never fused: its records are processed when read."""
-        reported = {}
-        for t, p in ((t, p) for t in self.out.fused for p in sorted(assigned.get(t, ()))):
-            try:
-                reported[(t, p)] = self.consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-            except confluent_kafka.KafkaException as exc:
-                log.warning("no end offset for %s[%d] (%s): its records are applied when read", t, p, exc)
+        read the same payer partition until this rebalance). When the end offsets cannot be
+        read, nothing is fused until the next assignment: records are processed when read."""
+        tps = [TopicPartition(t, p) for t in self.out.fused for p in sorted(assigned.get(t, ()))]
         try:
-            self._barriers = true_end_offsets(self.bootstrap, reported) if reported else {}
+            ends = true_end_offsets(self.bootstrap, reported_ends(self.consumer, tps)) if tps else {}
         except confluent_kafka.KafkaException as exc:
             log.warning("no end offsets for the fused partitions (%s): their records are applied when read", exc)
-            self._barriers = {}
-        self.out.opening = set(self._barriers)
-        for (t, p), end in list(self._barriers.items()):
+            ends = {}
+        self.out.opening = ends
+        for (t, p), end in list(ends.items()):
             if end <= 0:
-                self._pass_barrier(t, p, 0)
+                self.out.open_fusion(t, p)
 
     def _pass_barrier(self, topic: str, partition: int, position: int) -> None:
-        if position >= self._barriers.get((topic, partition), 0):
-            self._barriers.pop((topic, partition), None)
+        if position >= self.out.opening[(topic, partition)]:
             self.out.open_fusion(topic, partition)
 
     def _pass_barriers(self) -> None:
         """Partitions whose read position is already past their barrier (nothing to read)."""
-        for tp in self.consumer.position([TopicPartition(t, p) for t, p in self._barriers]):
+        for tp in self.consumer.position([TopicPartition(t, p) for t, p in self.out.opening]):
             if tp.offset >= 0:
                 self._pass_barrier(tp.topic, tp.partition, tp.offset)
 
@@ -483,14 +476,12 @@ class Engine:
             log.exception("could not commit before the rebalance; the records will be processed again")
             self._forget()
         self.out.forget_handed()
-        self._barriers = {}
         self.assigned = self.out.assigned = {}
         self._announce({})
 
     def _on_lost(self, consumer, partitions) -> None:
         self.rebalancing = True
         self._forget()
-        self._barriers = {}
         self.assigned = self.out.assigned = {}
 
     def _forget(self) -> None:

@@ -525,7 +525,7 @@ def test_a_fused_partition_opens_only_after_what_it_held_at_assignment_was_read(
     engine.consumer = Ends()
     monkeypatch.setattr(engine_module, "true_end_offsets", lambda bootstrap, reported: dict(reported))
     engine._set_barriers({y: {0, 1}})
-    assert output.fusing == {(y, 1)} and engine._barriers == {(y, 0): 3} and output.opening == {(y, 0)}
+    assert output.fusing == {(y, 1)} and output.opening == {(y, 0): 3}
     k0, k1 = keys_in({0}, 1)[0], keys_in({1}, 1)[0]
     output.feed(y, k0, b"new-1", {})
     output.feed(y, k1, b"other", {})
@@ -536,7 +536,7 @@ def test_a_fused_partition_opens_only_after_what_it_held_at_assignment_was_read(
     engine._process([_Msg(y, 0, 2, b"old-2"), _Msg(y, 0, 3, b"new-1"), _Msg(y, 1, 0, b"other")])
     # old-2 was the last record held at assignment: what waited is applied, then read back and skipped
     assert handled[3:] == [(2, b"old-2"), (-1, b"new-1"), (-1, b"new-2")]
-    assert output.fusing == {(y, 0), (y, 1)} and engine._barriers == {}
+    assert output.fusing == {(y, 0), (y, 1)} and output.opening == {}
     assert engine._done == {(y, 0): 4, (y, 1): 1}
     assert output.handed[y] == 1 and output.arrived(b"new-2")
 
@@ -552,7 +552,7 @@ def test_fused_records_are_applied_at_once_only_where_open_and_skipped_once_each
 
     output.fused = {output.topic: handle}
     k0, k1 = keys_in({0}, 1)[0], keys_in({1}, 1)[0]
-    output.opening = {(output.topic, 1)}  # partition 1 opens when read far enough (the engine's barrier)
+    output.opening = {(output.topic, 1): 5}  # partition 1 opens when read past offset 5 (the engine's barrier)
     output.open_fusion(output.topic, 0)
     output.feed(output.topic, k0, b"a", {"n": "a"})
     output.feed(output.topic, k1, b"b", {"n": "b"})  # partition 1 not open yet: handed over
@@ -569,7 +569,7 @@ def test_fused_records_are_applied_at_once_only_where_open_and_skipped_once_each
     output.feed(output.topic, k0, b"d", {"n": "d"})
     output.forget_handed()  # a rebalance: nothing is open, nothing is skipped
     assert not output.fusing and not output.opening and not output.arrived(b"d")
-    output.opening = {(output.topic, 0)}
+    output.opening = {(output.topic, 0): 5}
     output.feed(output.topic, k0, b"e", {"n": "e"})  # waits for its partition to open
     output.feed(output.topic, k1, b"f", {"n": "f"})  # partition 1 neither open nor opening: handed over
     assert applied[-1][1] == b"d" and output.take(b"e") is None and output.take(b"f") == {"n": "f"}
