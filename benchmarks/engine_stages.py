@@ -73,14 +73,15 @@ def main(argv=None) -> int:
     stages = {t: s.handle for s in (ingest.stage, ledger.stage, analysis.stage, citizen.stage) for t in s.topics}
 
     class LocalOutput(Output):
-        def __init__(self):  # no producer: records to pipeline topics are queued, the rest counted
-            self._handed, self.handed = collections.OrderedDict(), collections.Counter()
-            self._applied, self._waiting, self._current = collections.OrderedDict(), {}, None
+        def __init__(self):
+            super().__init__({})
             self.assigned = {t: {0} for t in stages}
             self.partition_counts = {t: 1 for t in stages}
             self.fused = {t: s.handle for s in (ledger.stage,) if s.fuse for t in s.topics}
-            self.fusing, self.opening = {(t, 0) for t in self.fused}, {}  # as in a worker past its barriers
-            self.errors = []
+            self.fusing = {(t, 0) for t in self.fused}  # as in a worker past its barriers
+
+        def _new_producer(self, config):  # no producer: records to pipeline topics are queued, the rest counted
+            return None
 
         def write(self, topic, key, value, partition=None, headers=None):
             written[topic] += 1

@@ -100,9 +100,7 @@ class Output:
     HAND_OVER_MAX = 10_000  # above what back-pressure lets two hand-overs run ahead (2 x Engine.max_backlog)
 
     def __init__(self, config: dict):
-        # delivery reports for failures only: no Python callback per delivered record
-        self._producer = confluent_kafka.Producer({**config, "delivery.report.only.error": True,
-                                                   "on_delivery": self._delivered})
+        self._producer = self._new_producer(config)
         self.errors: list[str] = []
         self._pending = 0
         self.assigned: dict[str, set[int]] = {}  # the engine's partitions, for stages that fuse hops
@@ -121,6 +119,10 @@ class Output:
         #: (not bounded here: back-pressure bounds them, and none may be dropped, see open_fusion)
         self._waiting: dict[tuple[str, int], list[tuple[bytes, bytes, list | None, dict]]] = {}
         self._current: tuple[bytes, dict] | None = None  # the record being applied at once (``take``)
+
+    def _new_producer(self, config: dict):
+        # delivery reports for failures only: no Python callback per delivered record
+        return confluent_kafka.Producer({**config, "delivery.report.only.error": True, "on_delivery": self._delivered})
 
     def _delivered(self, err, msg) -> None:
         if err is not None:
