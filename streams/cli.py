@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--payees", type=_positive_int, default=100_000, help="distinct payees (default 100000)")
     memory.add_argument("--out", default="results", help="folder for memory.md and memory.json (default results/)")
     memory.add_argument("--settle", type=_positive_float, default=10.0, help="seconds to sample after the drain")
+    scaling = bench_sub.add_parser("scaling", help="1 worker against 2, each held to the same CPU budget (cgroups)")
+    scaling.add_argument("--events", type=_positive_int, default=60_000, help="events (default 60000)")
+    scaling.add_argument("--payees", type=_positive_int, default=30_000, help="distinct payees (default 30000)")
+    scaling.add_argument("--cores-per-worker", type=_positive_float, default=0.5,
+                         help="CPU quota of each worker process, in cores (default 0.5)")
+    scaling.add_argument("--out", default="results", help="folder for scaling.md and scaling.json (default results/)")
+    scaling.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
 
     def analyst_options(p):
         p.add_argument("--url", help="a worker's HTTP address (default: this host's TKONTO_WEB_HOST:TKONTO_WEB_PORT)")
@@ -224,6 +231,14 @@ def cmd_bench(args) -> int:
 
     if getattr(args, "bench_mode", None) == "memory":
         return run_memory(args.events, args.payees, Path(args.out), args.settle)
+    if getattr(args, "bench_mode", None) == "scaling":
+        from .bench_scaling import run_scaling
+        from .cpu_budget import CpuBudgetError
+
+        try:
+            return run_scaling(args.events, args.payees, args.cores_per_worker, Path(args.out), args.quick)
+        except CpuBudgetError as exc:
+            raise CliError(str(exc)) from exc
     return run_bench(args)
 
 

@@ -68,3 +68,40 @@ def test_memory_mode_rejects_bad_arguments_in_one_line():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "must be greater than 0" in result.stderr
+
+
+def _cgroups_writable() -> bool:
+    from streams.cpu_budget import CpuBudget, CpuBudgetError
+
+    try:
+        CpuBudget("tkonto-smoke-probe", 0.5).close()
+        return True
+    except CpuBudgetError:
+        return False
+
+
+@pytest.mark.skipif(not _cgroups_writable(), reason="no writable cgroup CPU controller on this machine")
+def test_scaling_mode_runs_1_and_2_capped_workers_and_both_ledgers_are_exact(tmp_path):
+    """`tkonto bench scaling --quick`: each worker in its own CPU budget; no speed thresholds."""
+    out = tmp_path / "results"
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "scaling", "--quick",
+                             "--cores-per-worker", "0.7", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "scaling.json").read_text())
+    assert [r["workers"] for r in report["rows"]] == [1, 2]
+    for row in report["rows"]:
+        assert row["cores_per_worker"] == 0.7 and row["events"] == 1500
+        assert row["ledger_exact"] is True and row["ledger"]["lost"] == row["ledger"]["doubled"] == 0, row
+        assert row["events_per_s"] > 0 and row["cpu_per_1k_workers"] > 0 and 0 < row["host_busy_cores"] <= 2 * 4
+    assert report["ratio"] == round(report["rows"][1]["events_per_s"] / report["rows"][0]["events_per_s"], 2)
+    assert "2 workers / 1 worker = **" in (out / "scaling.md").read_text()
+
+
+def test_scaling_mode_rejects_a_budget_this_machine_cannot_give_in_one_line():
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "scaling", "--cores-per-worker", "4096"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "a CPU budget of 4096.0 cores is outside 0.01.." in result.stderr
+    bad = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "scaling", "--cores-per-worker", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--cores-per-worker: '0' must be greater than 0" in bad.stderr
