@@ -320,7 +320,7 @@ class Engine:
     def run(self) -> None:
         """Consume until ``stop()``; raises (after logging) on a failure that must not be
         committed past, e.g. an undeliverable output record."""
-        self.out = Output({"bootstrap.servers": self.bootstrap, "linger.ms": 25, "acks": "all",
+        self.out = Output({"bootstrap.servers": self.bootstrap, "linger.ms": 100, "acks": "all",
                            "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000,
                            "queue.buffering.max.kbytes": 32768,
                            "enable.idempotence": False, **self.producer_config})
