@@ -9,6 +9,7 @@ memory) and prints one table, every row measured in the same run on the same mac
    broker's high-watermark workaround; the pipeline rows use whatever the settings say);
 2. a naive single Faust hop (JSON values, one table update and one forward per event,
    stock ``kafka://`` transport), on its own topics;
+   rows 1 and 2 live in ``bench_reference``, each also at the offered load;
 3. the full tkonto pipeline (ingest, ledger, enrichment, fan-out) with 1 worker;
 4. the same with 2 worker processes.
 
@@ -50,7 +51,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .account import new_account, register
-from .broker import EmbeddedBroker, spawn_child, stop_child
+from .broker import EmbeddedBroker, spawn_child
 from .client import PayerClient
 from .codec import default_codec
 from .demo import percentile
@@ -71,7 +71,7 @@ from .payers import write_payers
 from .process import WorkerProcess
 from .settings import Settings
 from .simulate import Simulation
-from .topics import Catalogue, TopicSpec, ensure_topics
+from .topics import Catalogue, ensure_topics
 from .validation import Rejected, check_payment
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -243,6 +243,13 @@ def compare_ledger(observed: list[dict], expected: tuple[dict, dict]) -> dict:
 
 
 # -- publishing ----------------------------------------------------------------------------
+def pace(i: int, rate: float, start: float) -> None:
+    """Sleep until the ``i``-th item of a stream at ``rate``/s begun at ``start`` is due."""
+    ahead = i / rate - (time.monotonic() - start)
+    if ahead > 0.002:
+        time.sleep(ahead)
+
+
 def publish(clients: dict[str, PayerClient], emissions, rate: float | None, progress: Progress) -> float:
     """Publish ``emissions`` (event_time = now) as fast as possible or at ``rate``/s; returns seconds."""
     start = time.monotonic()
@@ -255,9 +262,7 @@ def publish(clients: dict[str, PayerClient], emissions, rate: float | None, prog
             event = dict(em.event, event_time=dt.datetime.now(dt.timezone.utc))
             client.publish_raw(client.encode(event), key=em.payment_key)
         if rate:
-            ahead = i / rate - (time.monotonic() - start)
-            if ahead > 0.002:
-                time.sleep(ahead)
+            pace(i, rate, start)
         progress(f"published {i}/{total}")
     for client in clients.values():
         client.flush(120)
@@ -395,163 +400,6 @@ class Deployment:
         self.broker.stop()
 
 
-# -- row 1: the raw broker limit -----------------------------------------------------------
-def raw_loop(bootstrap: str, topics: list[str], out_topic: str, expect: int, single: bool,
-             timeout: float = 600.0) -> dict:
-    """Consume every record of ``topics`` (assign from offset 0), decode, re-encode, produce."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
-
-    from .codec import CodecError
-
-    codec = default_codec()
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{os.getpid()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", "enable.idempotence": False,
-                         "queue.buffering.max.messages": 500_000, **({"batch.num.messages": 1} if single else {})})
-    tps = []
-    for topic in topics:
-        meta = consumer.list_topics(topic, timeout=30).topics[topic]
-        tps += [TopicPartition(topic, p, 0) for p in meta.partitions]
-    consumer.assign(tps)
-    n = 0
-    started = r0 = None
-    deadline = time.monotonic() + timeout
-    while n < expect and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, 0.5):
-            if msg.error():
-                continue
-            if started is None:
-                started, r0 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
-            n += 1
-            try:
-                event = codec.decode(msg.value(), expect="PaymentEvent")
-            except CodecError:
-                continue
-            value = codec.encode("PaymentEvent", event)
-            while True:
-                try:
-                    producer.produce(out_topic, value=value, key=event["payee_id"].encode())
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            producer.poll(0)
-    producer.flush(120)
-    elapsed = time.monotonic() - (started or time.monotonic())
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    consumer.close()
-    cpu = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) if r0 else 0.0
-    return {"events": n, "seconds": elapsed, "cpu_seconds": cpu, "peak_rss_mb": r1.ru_maxrss / 1024}
-
-
-def run_raw(dep: Deployment, expect: int, single: bool, progress: Progress) -> Row:
-    out = f"{dep.settings.topic_prefix}.raw.{'single' if single else 'default'}"
-    ensure_topics(dep.bootstrap, [TopicSpec(out, "payee_id", "PaymentEvent", "bench output")], dep.settings)
-    progress(f"raw loop ({'single-record' if single else 'default'} batches) over {expect} records", force=True)
-    b0 = dep.broker_cpu()
-    proc = subprocess.run([sys.executable, "-m", "streams.bench", "raw-loop", dep.bootstrap, ",".join(dep.input_topics()),
-                           out, str(expect), "1" if single else "0"], capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError(f"raw loop failed: {proc.stderr[-2000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    broker = dep.broker_cpu() - b0
-    n = result["events"]
-    return Row(f"1{'b' if single else 'a'}. raw confluent-kafka loop, "
-               f"{'single-record batches' if single else 'default batching'}",
-               "saturated", n, round(result["seconds"], 2), round(n / result["seconds"], 1) if result["seconds"] else 0,
-               round(result["cpu_seconds"] / n * 1000, 3), round(broker / n * 1000, 3), round(result["peak_rss_mb"], 1),
-               note="consume -> decode -> encode -> produce, one process; broker CPU includes process start")
-
-
-# -- row 2: a naive Faust hop --------------------------------------------------------------
-def naive_worker(bootstrap: str, topic_in: str, topic_out: str, app_id: str, expect: int, result_path: str,
-                 partitions: int) -> None:
-    """A minimal Faust app: JSON values, one table update and one forward per event."""
-    import faust
-
-    app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
-                    datadir=str(Path(result_path).parent / f"{app_id}-data"),  # not the caller's working directory
-                    topic_partitions=partitions, consumer_auto_offset_reset="earliest", autodiscover=False,
-                    broker_commit_interval=1.0, value_serializer="json", key_serializer="raw",
-                    # the group settings tkonto uses (Faust's defaults wait ~30 s before the first assignment)
-                    broker_session_timeout=4.0, broker_heartbeat_interval=0.8, broker_rebalance_timeout=4.0)
-    source = app.topic(topic_in, key_type=bytes, value_serializer="json")
-    sink = app.topic(topic_out, key_type=bytes, value_serializer="json")
-    totals = app.Table("totals", default=int, partitions=partitions, key_type=bytes, value_type=int)
-    state = {"n": 0, "t0": None, "r0": None, "lat": []}
-
-    @app.agent(source)
-    async def hop(stream):
-        async for key, value in stream.items():
-            if state["t0"] is None:
-                state["t0"], state["r0"] = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
-            totals[key] += value["amount_ore"]  # key: the payee id
-            await sink.send(key=key, value=value)
-            state["n"] += 1
-            state["lat"].append(time.time() - value["event_time"])
-            if state["n"] == expect:
-                elapsed = time.monotonic() - state["t0"]
-                r1, r0 = resource.getrusage(resource.RUSAGE_SELF), state["r0"]
-                Path(result_path).write_text(json.dumps({
-                    "events": expect, "seconds": elapsed,
-                    "cpu_seconds": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime,
-                    "peak_rss_mb": r1.ru_maxrss / 1024, "latency": latency_summary(state["lat"])}))
-
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
-
-
-def run_naive(workdir: Path, emissions, settings: Settings, quick: bool, progress: Progress) -> Row:
-    from confluent_kafka import Producer
-
-    wd = workdir / "naive"
-    wd.mkdir(parents=True, exist_ok=True)
-    with EmbeddedBroker(log_file=wd / "broker.log") as broker:
-        topic_in, topic_out = "naive.in", "naive.out"
-        ensure_topics(broker.bootstrap, [TopicSpec(t, "payee_id", "json", "bench") for t in (topic_in, topic_out)],
-                      settings)
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "batch.num.messages": 1,
-                             "queue.buffering.max.messages": 500_000})
-        events = [em.event for em in emissions if em.event is not None]
-        progress(f"publishing {len(events)} JSON events", force=True)
-        for i, event in enumerate(events, 1):
-            value = json.dumps(dict(event, event_time=time.time()), default=str).encode()
-            while True:
-                try:
-                    producer.produce(topic_in, key=event["payee_id"].encode(), value=value)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
-            progress(f"published {i}/{len(events)}")
-        producer.flush(120)
-        del producer
-        gc.collect()
-        result_path = wd / "result.json"
-        b0 = cpu_seconds(broker.proc.pid)
-        proc = spawn_child([sys.executable, "-m", "streams.bench", "naive-worker", broker.bootstrap, topic_in, topic_out,
-                            f"naive-{os.getpid()}", str(len(events)), str(result_path), str(settings.partitions)],
-                           stdout=(wd / "worker.log").open("ab"), stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + (120 if quick else 1800)
-            while not result_path.exists():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"naive worker exited ({proc.returncode}); see {wd / 'worker.log'}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"naive worker did not finish; see {wd / 'worker.log'}")
-                progress("naive worker draining ...")
-                time.sleep(0.2)
-            time.sleep(0.1)
-            broker_cpu = cpu_seconds(broker.proc.pid) - b0
-        finally:
-            stop_child(proc)
-    r = json.loads(result_path.read_text())
-    n = r["events"]
-    return Row("2. naive Faust hop (JSON, 1 table update + 1 send per event)", "saturated", n,
-               round(r["seconds"], 2), round(n / r["seconds"], 1), round(r["cpu_seconds"] / n * 1000, 3),
-               round(broker_cpu / n * 1000, 3), round(r["peak_rss_mb"], 1), r["latency"],
-               "event_time -> processed in the hop (pre-published backlog: mostly queueing)",
-               note="stock kafka:// transport (aiokafka), memory store; broker CPU includes worker start-up")
-
-
 # -- rows 3 and 4: the tkonto pipeline -----------------------------------------------------
 def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, saturated, offered, rate: float,
                  settings: Settings, quick: bool, raw_rows: list | None = None) -> list[Row]:
@@ -565,6 +413,8 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
         progress(f"publishing {len(saturated)} events (pre-published backlog)", force=True)
         publish(dep.clients, saturated, None, progress)
         if raw_rows is not None:  # row 1 reads these very records before the workers start
+            from .bench_reference import run_raw
+
             expect = sum(c.sent for c in dep.clients.values())
             raw_rows.append(run_raw(dep, expect, single=False, progress=progress))
             raw_rows.append(run_raw(dep, expect, single=True, progress=progress))
@@ -808,10 +658,13 @@ def run_bench(args) -> int:
     sim, saturated, offered = make_emissions(n_payees, n_events, n_offered)
     raw_rows: list[Row] = []
     rows: list[Row] = []
+    from .bench_reference import run_naive, run_raw_offered
+
     try:
         pipe1 = run_pipeline("tkonto-1w", 1, workdir, sim, saturated, offered, rate, settings, quick, raw_rows)
-        rows += raw_rows
-        rows.append(run_naive(workdir, saturated, settings, quick, Progress("naive")))
+        for raw in raw_rows:  # each raw loop at saturation, then at the offered rate on a broker of its own
+            rows += [raw, run_raw_offered(workdir, sim, offered, rate, settings, quick, single=raw.name.startswith("1b"))]
+        rows += run_naive(workdir, saturated, offered, rate, settings, quick, Progress("naive"))
         rows += pipe1
         if workers_max >= 2:
             rows += run_pipeline("tkonto-2w", 2, workdir, sim, saturated, offered, rate, settings, quick)
@@ -1158,13 +1011,18 @@ def profile(n_events: int, n_payees: int, out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "raw-loop":
-        bootstrap, topics, out, expect, single = argv[1:6]
-        print(json.dumps(raw_loop(bootstrap, topics.split(","), out, int(expect), single == "1")))
+        from .bench_reference import raw_loop
+
+        bootstrap, topics, out, expect, single, fetch_wait = argv[1:7]
+        print(json.dumps(raw_loop(bootstrap, topics.split(","), out, int(expect), single == "1", int(fetch_wait))))
         return 0
     if argv and argv[0] == "naive-worker":
+        from .bench_reference import naive_worker
+
         bootstrap, topic_in, topic_out, app_id, expect, result_path, partitions = argv[1:8]
+        offered = int(argv[8]) if len(argv) > 8 else 0
         sys.argv = [sys.argv[0], "worker"]
-        naive_worker(bootstrap, topic_in, topic_out, app_id, int(expect), result_path, int(partitions))
+        naive_worker(bootstrap, topic_in, topic_out, app_id, int(expect), result_path, int(partitions), offered)
         return 0
     if argv and argv[0] == "profile":
         parser = argparse.ArgumentParser(prog="python -m streams.bench profile")
