@@ -60,7 +60,8 @@ def raw_loop(bootstrap: str, topics: list[str], out_topic: str, expect: int, sin
     utc = dt.timezone.utc
     deadline = time.monotonic() + timeout
     while n < expect and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, 0.5):
+        # at most 50 ms per batch, as the engine (consume() waits for the whole batch or the timeout)
+        for msg in consumer.consume(1000, 0.05):
             if msg.error():
                 continue
             if started is None:
