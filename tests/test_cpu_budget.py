@@ -20,28 +20,38 @@ def fake_v1(tmp_path):
     return root
 
 
-def test_v1_layout_gets_period_and_quota(tmp_path):
-    budget = CpuBudget("w1", 0.5, v1_root=fake_v1(tmp_path), v2_root=tmp_path / "none")
-    assert budget.layout == "v1"
-    assert (budget.path / "cpu.cfs_period_us").read_text() == "100000"
-    assert (budget.path / "cpu.cfs_quota_us").read_text() == "50000"
-    budget.add(4242)
-    assert (budget.path / "cgroup.procs").read_text() == "4242"
-    (budget.path / "cpu.stat").write_text("nr_periods 40\nnr_throttled 30\nthrottled_time 1500000000\n")
-    assert budget.stats() == {"periods": 40, "throttled_periods": 30, "throttled_s": 1.5}
-
-
-def test_v2_layout_enables_the_controller_and_writes_cpu_max(tmp_path):
+def fake_v2(tmp_path):
     root = tmp_path / "v2"
     root.mkdir()
     (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
     (root / "cgroup.subtree_control").write_text("memory\n")
-    budget = CpuBudget("w1", 1.25, v1_root=tmp_path / "none", v2_root=root)
-    assert budget.layout == "v2"
-    assert (root / "cgroup.subtree_control").read_text() == "+cpu"
-    assert (budget.path / "cpu.max").read_text() == "125000 100000"
-    (budget.path / "cpu.stat").write_text("usage_usec 9\nnr_periods 10\nnr_throttled 4\nthrottled_usec 250000\n")
-    assert budget.stats() == {"periods": 10, "throttled_periods": 4, "throttled_s": 0.25}
+    return root
+
+
+# layout, cores, files the group gets, cpu.stat as the kernel writes it, what stats() reads from it
+LAYOUTS = [
+    ("v1", 0.5, {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "50000"},
+     "nr_periods 40\nnr_throttled 30\nthrottled_time 1500000000\n",
+     {"periods": 40, "throttled_periods": 30, "throttled_s": 1.5}),
+    ("v2", 1.25, {"cpu.max": "125000 100000"},
+     "usage_usec 9\nnr_periods 10\nnr_throttled 4\nthrottled_usec 250000\n",
+     {"periods": 10, "throttled_periods": 4, "throttled_s": 0.25}),
+]
+
+
+@pytest.mark.parametrize("layout, cores, files, stat, stats", LAYOUTS, ids=[row[0] for row in LAYOUTS])
+def test_each_layout_gets_its_quota_files_and_reads_its_stats(tmp_path, layout, cores, files, stat, stats):
+    roots = {"v1_root": fake_v1(tmp_path), "v2_root": tmp_path / "none"} if layout == "v1" else \
+        {"v1_root": tmp_path / "none", "v2_root": fake_v2(tmp_path)}
+    budget = CpuBudget("w1", cores, **roots)
+    assert budget.layout == layout
+    assert {name: (budget.path / name).read_text() for name in files} == files
+    if layout == "v2":  # the controller is enabled for the root's children
+        assert (roots["v2_root"] / "cgroup.subtree_control").read_text() == "+cpu"
+    budget.add(4242)
+    assert (budget.path / "cgroup.procs").read_text() == "4242"
+    (budget.path / "cpu.stat").write_text(stat)
+    assert budget.stats() == stats
 
 
 def test_no_cpu_controller_names_the_fix(tmp_path):
