@@ -337,13 +337,18 @@ class Deployment:
         return total
 
     def metric(self, name: str) -> float:
-        total = 0.0
+        return self.metrics([name])[name]
+
+    def metrics(self, names: list[str]) -> dict[str, float]:
+        """Each metric summed over the live workers, one scrape per worker."""
+        totals = dict.fromkeys(names, 0.0)
         for w in self.live():
             try:
-                total += w.metric_sum(name)
+                for name, value in w.metric_sums(names).items():
+                    totals[name] += value
             except RuntimeError:  # still starting (e.g. the restarted worker): it has counted nothing
                 pass
-        return total
+        return totals
 
     def wait_all_ready(self, workers: list[WorkerProcess], timeout: float = 120.0) -> float:
         """Wait until every worker answers /ready; returns when the first one did."""
@@ -376,13 +381,13 @@ class Deployment:
         deadline = time.monotonic() + timeout
         last_lag = None
         while time.monotonic() < deadline:
-            n_in = self.metric("tkonto_events_in_total")
-            n_reg = self.metric("tkonto_events_registered_total") if expect_registered else 0
+            counts = self.metrics(["tkonto_events_in_total", "tkonto_events_registered_total"])
+            n_in, n_reg = counts["tkonto_events_in_total"], counts["tkonto_events_registered_total"]
             if expect_in is None or (n_in >= expect_in and n_reg >= expect_registered):
                 last_lag = self.lag()
                 if last_lag == 0:
                     return time.monotonic()
-            progress(f"read {int(n_in)} / registered {int(self.metric('tkonto_events_registered_total'))}"
+            progress(f"read {int(n_in)} / registered {int(n_reg)}"
                      + (f", lag {last_lag}" if last_lag is not None else ""))
             time.sleep(0.25)  # /metrics costs the worker a few ms per scrape: do not poll harder
         raise RuntimeError(f"{self.name}: not drained within {timeout:.0f}s (lag {last_lag}); logs in {self.workdir}")
@@ -794,7 +799,8 @@ def run_memory(n_events: int, n_payees: int, out_dir: Path, settle: float = 10.0
         def sample(phase: str) -> dict:
             mem = proc_status_mb(worker.pid, "VmRSS", "VmHWM", "RssAnon", "RssFile")
             try:
-                n_in, n_reg = worker.metric_sum("tkonto_events_in_total"), worker.registered()
+                counts = worker.metric_sums(["tkonto_events_in_total", "tkonto_events_registered_total"])
+                n_in, n_reg = counts["tkonto_events_in_total"], counts["tkonto_events_registered_total"]
             except RuntimeError:
                 n_in = n_reg = -1
             s = {"t": round(time.monotonic() - t0, 1), "phase": phase, "rss_mb": round(mem["VmRSS"], 1),

@@ -62,6 +62,11 @@ class WorkerProcess:
     def metric_sum(self, name: str, attempts: int = 3) -> float:
         """Sum of every sample of metric ``name`` (all label values); 0 when the worker has
         not exported it yet. Raises when the worker does not answer (never a silent 0)."""
+        return self.metric_sums([name], attempts)[name]
+
+    def metric_sums(self, names: list[str], attempts: int = 3) -> dict[str, float]:
+        """``metric_sum`` of several metrics from one scrape (a scrape costs the worker ~4 ms
+        of CPU, on the thread that shares the GIL with the pipeline)."""
         for attempt in range(attempts):
             try:
                 status, body = self.get("/metrics", timeout=5.0)
@@ -72,11 +77,12 @@ class WorkerProcess:
             time.sleep(0.2)
         else:
             raise RuntimeError(f"worker at {self.url} did not serve /metrics; see {self.log_file}")
-        total = 0.0
+        totals = dict.fromkeys(names, 0.0)
         for line in body.decode().splitlines():
-            if line.startswith(name) and (line[len(name)] in "{ "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+            for name in names:
+                if line.startswith(name) and (line[len(name)] in "{ "):
+                    totals[name] += float(line.rsplit(" ", 1)[1])
+        return totals
 
     def registered(self) -> int:
         return int(self.metric_sum("tkonto_events_registered_total"))
