@@ -667,8 +667,10 @@ def run_bench(args) -> int:
 
     try:
         pipe1 = run_pipeline("tkonto-1w", 1, workdir, sim, saturated, offered, rate, settings, quick, raw_rows)
-        for raw in raw_rows:  # each raw loop at saturation, then at the offered rate on a broker of its own
-            rows += [raw, run_raw_offered(workdir, sim, offered, rate, settings, quick, single=raw.name.startswith("1b"))]
+        # each raw loop (default, then single-record batches, as run_pipeline ran them) saturated,
+        # then at the offered rate on a broker of its own
+        for raw, single in zip(raw_rows, (False, True)):
+            rows += [raw, run_raw_offered(workdir, sim, offered, rate, settings, quick, single)]
         rows += run_naive(workdir, saturated, offered, rate, settings, quick, Progress("naive"))
         rows += pipe1
         if workers_max >= 2:

@@ -93,7 +93,7 @@ def _raw_name(single: bool) -> str:
     return f"1{'b' if single else 'a'}. raw confluent-kafka loop, {'single-record batches' if single else 'default batching'}"
 
 
-def _start_raw(dep: Deployment, expect: int, single: bool) -> tuple[subprocess.Popen, str]:
+def _start_raw(dep: Deployment, expect: int, single: bool) -> subprocess.Popen:
     out = f"{dep.settings.topic_prefix}.raw.{'single' if single else 'default'}"
     ensure_topics(dep.bootstrap, [TopicSpec(out, "payee_id", "PaymentEvent", "bench output")], dep.settings)
     proc = subprocess.Popen([sys.executable, "-m", "streams.bench", "raw-loop", dep.bootstrap,
@@ -104,7 +104,7 @@ def _start_raw(dep: Deployment, expect: int, single: bool) -> tuple[subprocess.P
     if ready != "ready":
         proc.kill()
         raise RuntimeError(f"raw loop did not start: {ready} {proc.stderr.read()[-2000:]}")
-    return proc, out
+    return proc
 
 
 def _raw_result(proc: subprocess.Popen) -> dict:
@@ -118,9 +118,9 @@ def _raw_result(proc: subprocess.Popen) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def _raw_row(result: dict, mode: str, broker_cpu: float, note: str) -> Row:
+def _raw_row(result: dict, single: bool, mode: str, broker_cpu: float, note: str) -> Row:
     n = result["events"]
-    return Row(result["name"], mode, n, round(result["seconds"], 2),
+    return Row(_raw_name(single), mode, n, round(result["seconds"], 2),
                round(n / result["seconds"], 1) if result["seconds"] else 0,
                round(result["cpu_seconds"] / n * 1000, 3), round(broker_cpu / n * 1000, 3),
                round(result["peak_rss_mb"], 1), result["latency"] if mode != "saturated" else {},
@@ -131,9 +131,8 @@ def run_raw(dep: Deployment, expect: int, single: bool, progress: Progress) -> R
     """Saturated: the records already published on ``dep`` (row 3's backlog)."""
     progress(f"raw loop ({'single-record' if single else 'default'} batches) over {expect} records", force=True)
     b0 = dep.broker_cpu()
-    proc, _ = _start_raw(dep, expect, single)
-    result = dict(_raw_result(proc), name=_raw_name(single))
-    return _raw_row(result, "saturated", dep.broker_cpu() - b0,
+    proc = _start_raw(dep, expect, single)
+    return _raw_row(_raw_result(proc), single, "saturated", dep.broker_cpu() - b0,
                     "consume -> decode -> encode -> produce, one process; broker CPU includes process start")
 
 
@@ -143,13 +142,12 @@ def run_raw_offered(workdir: Path, sim, offered, rate: float, settings: Settings
     progress = Progress(name)
     dep = Deployment(name, workdir, sim, settings, quick)
     try:
-        proc, _ = _start_raw(dep, len(offered), single)
+        proc = _start_raw(dep, len(offered), single)
         progress(f"raw loop ({'single-record' if single else 'default'} batches), offered {len(offered)} events at "
                  f"{rate:.0f}/s", force=True)
         b0 = dep.broker_cpu()
         publish(dep.clients, offered, rate, progress)
-        result = dict(_raw_result(proc), name=_raw_name(single))
-        return _raw_row(result, f"offered {rate:.0f}/s", dep.broker_cpu() - b0,
+        return _raw_row(_raw_result(proc), single, f"offered {rate:.0f}/s", dep.broker_cpu() - b0,
                         "first record -> last re-produced; broker CPU includes the publishers' requests")
     finally:
         dep.close()
