@@ -73,6 +73,8 @@ def format_sek(ore: int) -> str:
 
 
 def _iso_date(value) -> str:
+    if value.__class__ is dt.date:  # the common case, first: this runs three times per item
+        return value.isoformat()
     if isinstance(value, dt.datetime):
         return value.date().isoformat()
     if isinstance(value, dt.date):
@@ -81,6 +83,8 @@ def _iso_date(value) -> str:
 
 
 def _iso_instant(value) -> str:
+    if value.__class__ is dt.datetime and value.tzinfo is dt.timezone.utc:  # as decoded: the common case
+        return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # '+00:00' -> 'Z'
     if isinstance(value, (int, float)) and not isinstance(value, bool):  # epoch millis
         value = dt.datetime.fromtimestamp(value / 1000, dt.timezone.utc)
     elif isinstance(value, str):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import itertools
 import re
 import unicodedata
@@ -57,15 +58,21 @@ def normalise_name(name: str) -> str:
     return " ".join(re.sub(r"[^\w\s]|_", " ", plain).split())
 
 
+@functools.lru_cache(maxsize=8192)
 def name_similarity(a: str, b: str) -> float:
     """difflib's ratio of the two normalised names, in the word order of ``b`` that fits
     ``a`` best (so 'Karlsson, Anna' and 'Anna Karlsson' are 1.0): 1.0 identical, 0.0
     nothing in common. Every order is tried for names of up to 4 words; longer names are
-    compared as written and with sorted words."""
+    compared as written and with sorted words.
+
+    Remembered for the last 8,192 pairs: a call costs ~200 µs (up to 24 difflib ratios),
+    and a payee's events (PLANNED, then EXECUTED; every month) ask the same pair again."""
     na, nb = normalise_name(a), normalise_name(b)
     if not na or not nb:
         return 0.0
     words = nb.split()
+    if sorted(words) == sorted(na.split()):  # the same words: some order (or the sorted pair) is identical
+        return 1.0
     if len(words) <= 4:
         pairs = [(na, " ".join(order)) for order in set(itertools.permutations(words))]
     else:

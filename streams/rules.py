@@ -38,6 +38,7 @@ old is still checked by the single-payment rules but not kept or compared.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -274,7 +275,7 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
     day = min(_day_of(ev["event_time"]), _day_of(enriched["enriched_at"]))
     if st["watermark"] is None or day > st["watermark"]:
         st["watermark"] = day
-    horizon = st["watermark"] - dt.timedelta(days=th.retention_days)
+    horizon = st["watermark"] - _days(th.retention_days)
     payer_id, payment_id = ev["payer_id"], ev["payment_id"]
     index = tracked = None
     for i, p in enumerate(st["payments"]):
@@ -305,10 +306,16 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
             if _STEP[event_type] > _STEP[tracked["status"]]:
                 step.payment = _set_status(st, index, event_type)
             step.counts = True
-    _prune(st, horizon, th.max_payments)
-    if step.stored and step.payment is not None and not any(p is step.payment for p in st["payments"]):
+    # what is stored was kept by the horizon: only the size cap can have dropped it
+    if _prune(st, horizon, th.max_payments) and step.stored and step.payment is not None \
+            and not any(p is step.payment for p in st["payments"]):
         step.stored = False  # pruned by the size cap: compared no further
     return step
+
+
+@functools.lru_cache(maxsize=None)
+def _days(n: int) -> dt.timedelta:
+    return dt.timedelta(days=n)
 
 
 def _set_status(st: dict, index: int, status: str) -> dict:
@@ -317,13 +324,20 @@ def _set_status(st: dict, index: int, status: str) -> dict:
     return changed
 
 
-def _prune(st: dict, horizon: dt.date, cap: int) -> None:
-    payments = [p for p in st["payments"] if _last_day(p) >= horizon]
-    if len(payments) > cap:
-        keep = sorted(payments, key=lambda p: (p["payout_date"], p["seq"]))[-cap:]
-        ids = {id(p) for p in keep}
-        payments = [p for p in payments if id(p) in ids]
-    st["payments"] = payments
+def _prune(st: dict, horizon: dt.date, cap: int) -> bool:
+    """Drop what ended before ``horizon``, then all but the ``cap`` latest (True if the cap
+    dropped any). Runs on every event and seldom drops anything: the list is rebuilt only then."""
+    payments = st["payments"]
+    for p in payments:
+        if p["payout_date"] < horizon and p["period_end"] < horizon:  # _last_day(p) < horizon
+            payments = st["payments"] = [p for p in payments if _last_day(p) >= horizon]
+            break
+    if len(payments) <= cap:
+        return False
+    keep = sorted(payments, key=lambda p: (p["payout_date"], p["seq"]))[-cap:]
+    ids = {id(p) for p in keep}
+    st["payments"] = [p for p in payments if id(p) in ids]
+    return True
 
 
 def _earlier(st: dict, p: dict) -> list[dict]:
