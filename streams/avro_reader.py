@@ -36,6 +36,16 @@ class NotCompilable(Exception):
 def long_at(b: bytes, pos: int) -> tuple[int, int]:
     """A zig-zag varint (Avro int and long) at ``pos``: (value, position after it)."""
     x = b[pos]
+    if x < 0x80:
+        return (x >> 1) ^ -(x & 1), pos + 1
+    y = b[pos + 1]
+    if y < 0x80:  # two bytes: e.g. a length of 64-8,191
+        n = (x & 0x7F) | (y << 7)
+        return (n >> 1) ^ -(n & 1), pos + 2
+    z = b[pos + 2]
+    if z < 0x80:  # three bytes: every date from 1970 to 2059, amounts up to 10,485 kronor
+        n = (x & 0x7F) | ((y & 0x7F) << 7) | (z << 14)
+        return (n >> 1) ^ -(n & 1), pos + 3
     pos += 1
     n = x & 0x7F
     shift = 7

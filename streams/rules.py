@@ -385,13 +385,13 @@ def _paid_after_emigration(enriched: dict, p: dict) -> list[dict]:
                  payee_id=ev["payee_id"], bank_account=None)]
 
 
-def _multi_municipality(st: dict, p: dict, enriched: dict, th: Thresholds) -> list[dict]:
+def _multi_municipality(earlier: list[dict], p: dict, enriched: dict, th: Thresholds) -> list[dict]:
     def aid(q):
         return q["category"] == "SOCIAL_ASSISTANCE" and q["payer_kind"] == "MUNICIPALITY"
 
     if not aid(p):
         return []
-    others = [q for q in _earlier(st, p) if aid(q)]
+    others = [q for q in earlier if aid(q)]
     hits = []
     for month in months_covered(p["period_start"], p["period_end"]):
         group = [q for q in others if month in months_covered(q["period_start"], q["period_end"])]
@@ -406,9 +406,9 @@ def _multi_municipality(st: dict, p: dict, enriched: dict, th: Thresholds) -> li
     return hits
 
 
-def _overlapping(st: dict, p: dict, enriched: dict, th: Thresholds) -> list[dict]:
+def _overlapping(earlier: list[dict], p: dict, enriched: dict, th: Thresholds) -> list[dict]:
     hits = []
-    for q in _earlier(st, p):
+    for q in earlier:
         if frozenset((q["category"], p["category"])) not in th.incompatible:
             continue
         start, end = max(p["period_start"], q["period_start"]), min(p["period_end"], q["period_end"])
@@ -424,9 +424,9 @@ def _overlapping(st: dict, p: dict, enriched: dict, th: Thresholds) -> list[dict
     return hits
 
 
-def _duplicate(st: dict, p: dict, enriched: dict) -> list[dict]:
+def _duplicate(earlier: list[dict], p: dict, enriched: dict) -> list[dict]:
     hits = []
-    for q in _earlier(st, p):
+    for q in earlier:
         if (q["payer_id"] == p["payer_id"] and q["payment_id"] != p["payment_id"]
                 and q["amount_ore"] == p["amount_ore"] and q["period_start"] == p["period_start"]
                 and q["period_end"] == p["period_end"]):
@@ -469,8 +469,9 @@ def evaluate_payee(state: dict | None, enriched: dict, thresholds: Thresholds) -
         + _paid_after_emigration(enriched, p)
     if step.stored:
         st = step.state
-        hits += _multi_municipality(st, p, enriched, thresholds) + _overlapping(st, p, enriched, thresholds) \
-            + _duplicate(st, p, enriched) + _account_change(st, p, enriched, thresholds)
+        earlier = _earlier(st, p)  # once for the three rules that compare with what came before
+        hits += _multi_municipality(earlier, p, enriched, thresholds) + _overlapping(earlier, p, enriched, thresholds) \
+            + _duplicate(earlier, p, enriched) + _account_change(st, p, enriched, thresholds)
     return step.state, hits
 
 
