@@ -21,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable
 
+from .avro_compile import NotCompilable, SchemaCompiler, compiled
+
 #: (data, position) -> (record, position after it)
 Reader = Callable[[bytes, int], tuple[dict, int]]
 
@@ -28,9 +30,6 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _DATES: dict[int, dt.date] = {}  # days since 1970 -> the date: payout and period days repeat
 
-
-class NotCompilable(Exception):
-    """The schema uses something this module does not read; fastavro reads it."""
 
 
 def long_at(b: bytes, pos: int) -> tuple[int, int]:
@@ -84,34 +83,8 @@ _HELPERS = {"long_at": long_at, "size_at": size_at, "date_of": date_of, "timesta
             "DATES": _DATES}
 
 
-class _Compiler:
-    def __init__(self, named: dict):
-        self.named = named
-        self.consts: dict[str, Any] = {}
-        self.records: dict[str, str] = {}  # record name -> function name
-        self.pending: list[tuple[str, dict]] = []
-        self.counter = 0
-
-    def var(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
-    def const(self, value: Any) -> str:
-        name = self.var("c")
-        self.consts[name] = value
-        return name
-
-    def resolve(self, schema: Any) -> Any:
-        if isinstance(schema, str) and schema in self.named:
-            return self.named[schema]
-        return schema
-
-    def record_function(self, schema: dict) -> str:
-        name = schema["name"]
-        if name not in self.records:
-            self.records[name] = self.var("rec")
-            self.pending.append((self.records[name], schema))
-        return self.records[name]
+class _Compiler(SchemaCompiler):
+    label = "avro reader"
 
     # -- code for one value ---------------------------------------------------------------
     def long(self, target: str, indent: str, body: list[str]) -> None:
@@ -131,14 +104,9 @@ class _Compiler:
         body.append(f"{indent}if {end} > len(b): raise EOFError('truncated')")
         body.append(f"{indent}{target} = b[pos:{end}]{'.decode()' if text else ''}; pos = {end}")
 
-    def value(self, schema: Any, target: str, indent: str, body: list[str]) -> None:
-        """Append statements reading a value of ``schema`` at ``pos`` into ``target``."""
-        schema = self.resolve(schema)
-        if isinstance(schema, list):
-            self.union(schema, target, indent, body)
-            return
-        kind = schema if isinstance(schema, str) else schema["type"]
-        logical = None if isinstance(schema, str) else schema.get("logicalType")
+    def single(self, schema: Any, kind: str, logical: str | None, target: str, indent: str,
+               body: list[str]) -> None:
+        """Append statements reading a value of ``schema`` (not a union) at ``pos`` into ``target``."""
         if kind in ("long", "int"):
             if logical is None:
                 self.long(target, indent, body)
@@ -215,23 +183,8 @@ class _Compiler:
         body.append(f"    return {{{', '.join(fields)}}}, pos")
         return body
 
-    def compile(self, schema: dict) -> Reader:
-        if not isinstance(schema, dict) or schema.get("type") != "record":
-            raise NotCompilable("top level is not a record")
-        top = self.record_function(schema)
-        source: list[str] = []
-        while self.pending:
-            func, record_schema = self.pending.pop()
-            source += self.record(func, record_schema)
-        namespace: dict[str, Any] = {**_HELPERS, **self.consts}
-        exec(compile("\n".join(source), f"<avro reader {schema['name']}>", "exec"), namespace)
-        return namespace[top]
-
 
 def compile_reader(parsed: dict) -> Reader | None:
     """The compiled reader of a fastavro-parsed record schema, or None when it has
     constructs this module leaves to fastavro."""
-    try:
-        return _Compiler(parsed.get("__named_schemas", {})).compile(parsed)
-    except NotCompilable:
-        return None
+    return compiled(_Compiler, parsed, _HELPERS)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable
 
+from .avro_compile import NotCompilable, SchemaCompiler, compiled
+
 Writer = Callable[[dict, bytearray], None]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -35,9 +37,6 @@ _VARINT = [bytes((u,)) for u in range(1 << 7)] \
     + [bytes(((u & 0x7F) | 0x80, ((u >> 7) & 0x7F) | 0x80, u >> 14)) for u in range(1 << 14, 1 << 16)]
 _LOW14 = [bytes(((u & 0x7F) | 0x80, (u >> 7) | 0x80)) for u in range(1 << 14)]
 
-
-class NotCompilable(Exception):
-    """The schema uses something this module does not write; fastavro writes it."""
 
 
 def varint(n: int, out: bytearray) -> None:
@@ -99,44 +98,13 @@ _HELPERS = {"varint": varint, "utf8": utf8, "raw": raw, "millis": millis, "days"
             "VARINT": _VARINT, "EPOCH": _EPOCH, "EPOCH_ORDINAL": _EPOCH_ORDINAL}
 
 
-class _Compiler:
-    def __init__(self, named: dict):
-        self.named = named
-        self.consts: dict[str, Any] = {}
-        self.records: dict[str, str] = {}  # record name -> function name
-        self.pending: list[tuple[str, dict]] = []
-        self.counter = 0
-
-    def var(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
-    def const(self, value: Any) -> str:
-        name = self.var("c")
-        self.consts[name] = value
-        return name
-
-    def resolve(self, schema: Any) -> Any:
-        if isinstance(schema, str) and schema in self.named:
-            return self.named[schema]
-        return schema
-
-    def record_function(self, schema: dict) -> str:
-        name = schema["name"]
-        if name not in self.records:
-            self.records[name] = self.var("rec")
-            self.pending.append((self.records[name], schema))
-        return self.records[name]
+class _Compiler(SchemaCompiler):
+    label = "avro writer"
 
     # -- code for one value ---------------------------------------------------------------
-    def value(self, schema: Any, expr: str, indent: str, body: list[str]) -> None:
-        """Append statements writing ``expr`` (a local name) as ``schema`` to ``out``."""
-        schema = self.resolve(schema)
-        if isinstance(schema, list):
-            self.union(schema, expr, indent, body)
-            return
-        kind = schema if isinstance(schema, str) else schema["type"]
-        logical = None if isinstance(schema, str) else schema.get("logicalType")
+    def single(self, schema: Any, kind: str, logical: str | None, expr: str, indent: str,
+               body: list[str]) -> None:
+        """Append statements writing ``expr`` (a local name) as ``schema`` (not a union) to ``out``."""
         if kind in ("long", "int"):
             # the common case inline (an aware datetime, a date, a small non-negative int);
             # the helpers take the rest, and refuse what does not fit
@@ -244,23 +212,8 @@ class _Compiler:
             self.value(field["type"], local, "    ", body)
         return body
 
-    def compile(self, schema: dict) -> Writer:
-        if not isinstance(schema, dict) or schema.get("type") != "record":
-            raise NotCompilable("top level is not a record")
-        top = self.record_function(schema)
-        source: list[str] = []
-        while self.pending:
-            func, record_schema = self.pending.pop()
-            source += self.record(func, record_schema)
-        namespace: dict[str, Any] = {"dt": dt, **_HELPERS, **self.consts}
-        exec(compile("\n".join(source), f"<avro writer {schema['name']}>", "exec"), namespace)
-        return namespace[top]
-
 
 def compile_writer(parsed: dict) -> Writer | None:
     """The compiled writer of a fastavro-parsed record schema, or None when it has constructs
     this module leaves to fastavro."""
-    try:
-        return _Compiler(parsed.get("__named_schemas", {})).compile(parsed)
-    except NotCompilable:
-        return None
+    return compiled(_Compiler, parsed, {"dt": dt, **_HELPERS})

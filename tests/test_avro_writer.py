@@ -6,6 +6,7 @@ import random
 import pytest
 from fastavro import schemaless_writer
 
+from streams.avro_reader import compile_reader
 from streams.avro_writer import compile_writer
 from streams.codec import CodecError, default_codec
 from tests.conftest import STOCKHOLM, payment
@@ -74,8 +75,9 @@ def random_value(schema, named: dict, rnd: random.Random, depth: int = 0):
 
 
 @pytest.mark.parametrize("name", SCHEMAS)
-def test_every_schema_has_a_compiled_writer(name):
-    assert compile_writer(default_codec().schema(name).parsed) is not None
+@pytest.mark.parametrize("compile_", [compile_writer, compile_reader], ids=["writer", "reader"])
+def test_every_schema_has_a_compiled_writer_and_reader(name, compile_):
+    assert compile_(default_codec().schema(name).parsed) is not None
 
 
 @pytest.mark.parametrize("name", SCHEMAS)
