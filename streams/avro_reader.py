@@ -4,7 +4,7 @@ Every payment event is decoded once, at ingest, and fastavro's ``schemaless_read
 took ~13 µs for one (it interprets the schema on every call and converts each date and
 timestamp through a generic logical-type hook). ``compile_reader`` turns a parsed schema
 into generated Python functions that read the fields in order from the bytes, with the
-common one-byte varints inline: ~5 µs for the same record.
+common one-byte varints inline: ~9 µs through the codec, its header checks included.
 
 Contract: when a compiled reader returns, its record equals what fastavro reads from the
 same bytes (``tests/test_avro_reader.py`` checks every schema on generated and real
@@ -31,7 +31,6 @@ _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _DATES: dict[int, dt.date] = {}  # days since 1970 -> the date: payout and period days repeat
 
 
-
 def long_at(b: bytes, pos: int) -> tuple[int, int]:
     """A zig-zag varint (Avro int and long) at ``pos``: (value, position after it)."""
     x = b[pos]
@@ -42,7 +41,7 @@ def long_at(b: bytes, pos: int) -> tuple[int, int]:
         n = (x & 0x7F) | (y << 7)
         return (n >> 1) ^ -(n & 1), pos + 2
     z = b[pos + 2]
-    if z < 0x80:  # three bytes: every date from 1970 to 2059, amounts up to 10,485 kronor
+    if z < 0x80:  # three bytes: every date of this era, amounts up to 10,485 kronor
         n = (x & 0x7F) | ((y & 0x7F) << 7) | (z << 14)
         return (n >> 1) ^ -(n & 1), pos + 3
     pos += 1

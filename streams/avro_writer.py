@@ -38,7 +38,6 @@ _VARINT = [bytes((u,)) for u in range(1 << 7)] \
 _LOW14 = [bytes(((u & 0x7F) | 0x80, (u >> 7) | 0x80)) for u in range(1 << 14)]
 
 
-
 def varint(n: int, out: bytearray) -> None:
     """Append a zig-zag encoded long (Avro int and long)."""
     u = (n << 1) ^ (n >> 63)
