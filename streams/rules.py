@@ -206,8 +206,10 @@ def months_covered(start: dt.date, end: dt.date) -> list[str]:
 
 
 def _day_of(value) -> dt.date:
+    """The UTC day of a datetime (a date as it is)."""
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
+        zone = value.tzinfo
+        if zone is not None and zone is not dt.timezone.utc:  # already UTC as decoded: no conversion
             value = value.astimezone(dt.timezone.utc)
         return value.date()
     return value
