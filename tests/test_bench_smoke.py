@@ -110,3 +110,35 @@ def test_scaling_mode_rejects_a_budget_this_machine_cannot_give_in_one_line():
     bad = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "scaling", "--cores-per-worker", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--cores-per-worker: '0' must be greater than 0" in bad.stderr
+
+
+ALTERNATE = [sys.executable, "benchmarks/alternate.py"]
+
+
+def test_alternate_runs_two_versions_in_turn_each_from_its_own_checkout():
+    """benchmarks/alternate.py HEAD (the working tree against the last commit), tiny sizes:
+    every run's ledger exact, the worktree removed afterwards."""
+    from streams.settings import REPO_ROOT
+
+    before = subprocess.run(["git", "worktree", "list"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    result = subprocess.run(ALTERNATE + ["HEAD", "--rounds", "1", "--events", "300", "--offered", "200",
+                                         "--payees", "200"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    runs = [line for line in result.stdout.splitlines() if line.startswith("round 1:")]
+    assert [line.split()[2] for line in runs] == ["HEAD", "working"], result.stdout
+    assert all(line.endswith("exact yes") for line in runs), result.stdout
+    assert "means over 1 round(s), 1 worker(s), 300 events saturated, 200 offered" in result.stdout
+    after = subprocess.run(["git", "worktree", "list"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
+    assert after == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["no-such-revision"], "cannot check out 'no-such-revision'"),
+    (["HEAD", "--rounds", "0"], "--rounds, --events, --payees and --rate must be positive"),
+])
+def test_alternate_refuses_bad_arguments_in_one_line(args, message):
+    from streams.settings import REPO_ROOT
+
+    result = subprocess.run(ALTERNATE + args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr

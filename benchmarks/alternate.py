@@ -1,0 +1,139 @@
+"""The pipeline rows of two versions of the code, run in turn: an A/B that this VM's noise
+does not decide.
+
+    .venv/bin/python benchmarks/alternate.py OLD [NEW] [--rounds 3] [--workers 1]
+                     [--events 60000] [--offered 60000] [--rate 2000] [--payees 30000]
+
+OLD and NEW are git revisions (NEW defaults to the working tree as it is). Each is checked
+out in a temporary git worktree; then, round after round, each runs
+``streams.bench.run_pipeline`` (the bench's rows 3 or 4: a fresh embedded broker, the
+backlog drained at saturation, then the offered load) from its own checkout, so its
+workers import its own ``streams``. Single runs on this machine vary by ±25 % with the
+host; alternating minute by minute puts both versions under the same host. Prints every
+run and the means, and exits non-zero if any ledger was not exact.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: run in a checkout, with that checkout first on sys.path (the worker processes it starts
+#: inherit the working directory, so they import the same code)
+RUNNER = """
+import dataclasses, json, sys, tempfile
+from pathlib import Path
+sys.path.insert(0, ".")
+from streams import bench
+from streams.settings import Settings
+workers, events, offered, rate, payees = sys.argv[1:6]
+sim, saturated, offered_events = bench.make_emissions(int(payees), int(events), int(offered))
+settings = Settings.from_env().with_overrides(bootstrap_servers="")
+rows = bench.run_pipeline("alternate", int(workers), Path(tempfile.mkdtemp(prefix="tkonto-alternate-")),
+                          sim, saturated, offered_events, float(rate), settings, False)
+print("ROWS " + json.dumps([dataclasses.asdict(row) for row in rows]))
+"""
+
+
+class AlternateError(Exception):
+    """A one-line reason the comparison cannot run."""
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """A detached worktree of ``rev`` under ``into``."""
+    path = into / rev.replace("/", "_")
+    run = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(path), rev],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        reason = (run.stderr.strip().splitlines() or ["git worktree failed"])[-1]
+        raise AlternateError(f"cannot check out {rev!r} ({reason}); give a commit, branch or tag of this repository")
+    return path
+
+
+def remove(path: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
+def run_once(path: Path, args) -> list[dict]:
+    run = subprocess.run([sys.executable, "-c", RUNNER, str(args.workers), str(args.events), str(args.offered),
+                          str(args.rate), str(args.payees)], cwd=path, capture_output=True, text=True)
+    for line in run.stdout.splitlines():
+        if line.startswith("ROWS "):
+            return json.loads(line[5:])
+    tail = (run.stderr.strip().splitlines() or ["no output"])[-1]
+    raise AlternateError(f"the run in {path} failed (exit {run.returncode}): {tail}")
+
+
+def summary(label: str, rows: list[dict]) -> str:
+    by_mode = {row["mode"].split()[0]: row for row in rows}
+    sat, off = by_mode.get("saturated", {}), by_mode.get("offered", {})
+    lat = off.get("latency_ms", {})
+    return (f"{label:>12}  {sat.get('events_per_s', 0):8,.0f}/s  cpu/1k w {sat.get('cpu_per_1k_workers', 0):.3f}"
+            f" b {sat.get('cpu_per_1k_broker', 0):.3f}  offered p50/p99/max {lat.get('p50', 0):.0f} / "
+            f"{lat.get('p99', 0):.0f} / {lat.get('max', 0):.0f} ms  exact "
+            f"{'yes' if all(r.get('ledger_exact') for r in rows) else 'NO'}")
+
+
+def mean(runs: list[list[dict]], mode: str, pick) -> float:
+    values = [pick(row) for rows in runs for row in rows if row["mode"].startswith(mode)]
+    return statistics.mean(values) if values else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old")
+    parser.add_argument("new", nargs="?", default="", help="a revision (default: the working tree)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--offered", type=int, default=60_000)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--payees", type=int, default=30_000)
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.events < 1 or args.offered < 0 or args.rate <= 0 or args.payees < 1:
+        print("alternate: --rounds, --events, --payees and --rate must be positive, --offered not negative",
+              file=sys.stderr)
+        return 2
+    made: list[Path] = []
+    results: dict[str, list[list[dict]]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="tkonto-alternate-") as tmp:
+            versions = []
+            for rev in (args.old, args.new):
+                if rev:
+                    made.append(checkout(rev, Path(tmp)))
+                    versions.append((rev, made[-1]))
+                else:
+                    versions.append(("working tree", ROOT))
+            for n in range(1, args.rounds + 1):
+                for label, path in versions:
+                    rows = run_once(path, args)
+                    results.setdefault(label, []).append(rows)
+                    print(f"round {n}: {summary(label, rows)}", flush=True)
+            for path in made:
+                remove(path)
+            made = []
+    except AlternateError as exc:
+        print(f"alternate: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for path in made:
+            remove(path)
+    print(f"\nmeans over {args.rounds} round(s), {args.workers} worker(s), {args.events:,} events saturated, "
+          f"{args.offered:,} offered at {args.rate:,.0f}/s:")
+    for label, runs in results.items():
+        print(f"{label:>12}  {mean(runs, 'saturated', lambda r: r['events_per_s']):8,.0f}/s  cpu/1k w "
+              f"{mean(runs, 'saturated', lambda r: r['cpu_per_1k_workers']):.3f}  offered p99 "
+              f"{mean(runs, 'offered', lambda r: r['latency_ms'].get('p99', 0)):.0f} ms")
+    exact = all(row.get("ledger_exact") for runs in results.values() for rows in runs for row in rows)
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
