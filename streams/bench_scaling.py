@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .bench import (Deployment, Progress, compare_ledger, expected_ledger, loadavg, machine, make_emissions,
                     publish, write_report)
-from .cpu_budget import CpuBudget, host_cpu_ticks
+from .cpu_budget import CpuBudget, host_cpu_ticks, probe
 from .settings import Settings
 
 SCALING_TARGET = 1.6
@@ -130,7 +130,7 @@ def run_scaling(n_events: int, n_payees: int, cores: float, out_dir: Path, quick
         print("tkonto bench scaling: note: the benchmark always uses the embedded broker "
               "(KAFKA_BOOTSTRAP_SERVERS ignored)")
     settings = settings.with_overrides(bootstrap_servers="")
-    CpuBudget(f"tkonto-bench-{os.getpid()}-probe", cores).close()  # fails here, in one line, when cgroups are not ours
+    probe(cores)  # fails here, in one line, when cgroups are not ours
     workdir = Path(tempfile.mkdtemp(prefix="tkonto-scaling-"))
     report: dict = {"started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
                     "load_before": loadavg(),

@@ -94,6 +94,20 @@ class CpuBudget:
         self.close()
 
 
+def probe(cores: float) -> None:
+    """Raise ``CpuBudgetError`` (naming the fix) unless a budget of ``cores`` can be made here."""
+    CpuBudget(f"tkonto-probe-{os.getpid()}", cores).close()
+
+
+def available() -> bool:
+    """Whether this machine lets us make CPU budgets (a writable cgroup CPU controller)."""
+    try:
+        probe(0.5)
+        return True
+    except CpuBudgetError:
+        return False
+
+
 def host_cpu_ticks() -> tuple[int, int]:
     """(busy, total) CPU ticks of the whole machine since boot, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from streams import cpu_budget
+
 pytestmark = pytest.mark.broker
 
 NUMERIC = ("events", "seconds", "events_per_s", "cpu_per_1k_workers", "cpu_per_1k_broker", "peak_rss_mb")
@@ -75,17 +77,7 @@ def test_memory_mode_rejects_bad_arguments_in_one_line():
     assert result.stderr.count("\n") == 1 and "must be greater than 0" in result.stderr
 
 
-def _cgroups_writable() -> bool:
-    from streams.cpu_budget import CpuBudget, CpuBudgetError
-
-    try:
-        CpuBudget("tkonto-smoke-probe", 0.5).close()
-        return True
-    except CpuBudgetError:
-        return False
-
-
-@pytest.mark.skipif(not _cgroups_writable(), reason="no writable cgroup CPU controller on this machine")
+@pytest.mark.skipif(not cpu_budget.available(), reason="no writable cgroup CPU controller on this machine")
 def test_scaling_mode_runs_1_and_2_capped_workers_and_both_ledgers_are_exact(tmp_path):
     """`tkonto bench scaling --quick`: each worker in its own CPU budget; no speed thresholds."""
     out = tmp_path / "results"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from streams.cpu_budget import V1_ROOT, V2_ROOT, CpuBudget, CpuBudgetError, host_cpu_ticks
+from streams.cpu_budget import V1_ROOT, V2_ROOT, CpuBudget, CpuBudgetError, available, host_cpu_ticks
 
 
 def fake_v1(tmp_path):
@@ -84,15 +84,7 @@ def test_host_ticks_grow_and_busy_never_exceeds_total():
     assert total1 > total0 and 0 <= busy1 - busy0 <= total1 - total0
 
 
-def _real_cgroups() -> bool:
-    try:
-        CpuBudget(f"tkonto-test-probe-{os.getpid()}", 0.5).close()
-        return True
-    except CpuBudgetError:
-        return False
-
-
-@pytest.mark.skipif(not _real_cgroups(), reason=f"no writable cgroup CPU controller at {V1_ROOT} or {V2_ROOT}")
+@pytest.mark.skipif(not available(), reason=f"no writable cgroup CPU controller at {V1_ROOT} or {V2_ROOT}")
 def test_a_real_budget_throttles_a_busy_process_and_is_removed():
     busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
     try:
