@@ -96,13 +96,15 @@ def _raw_name(single: bool) -> str:
 def _start_raw(dep: Deployment, expect: int, single: bool) -> subprocess.Popen:
     out = f"{dep.settings.topic_prefix}.raw.{'single' if single else 'default'}"
     ensure_topics(dep.bootstrap, [TopicSpec(out, "payee_id", "PaymentEvent", "bench output")], dep.settings)
-    proc = subprocess.Popen([sys.executable, "-m", "streams.bench", "raw-loop", dep.bootstrap,
-                             ",".join(dep.input_topics()), out, str(expect), "1" if single else "0",
-                             str(dep.settings.fetch_max_wait_ms)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # spawn_child, like the bench's other helpers: the loop dies with the bench if it is interrupted
+    proc = spawn_child([sys.executable, "-m", "streams.bench", "raw-loop", dep.bootstrap,
+                        ",".join(dep.input_topics()), out, str(expect), "1" if single else "0",
+                        str(dep.settings.fetch_max_wait_ms)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready = proc.stdout.readline().strip()
     if ready != "ready":
         proc.kill()
+        proc.wait()
         raise RuntimeError(f"raw loop did not start: {ready} {proc.stderr.read()[-2000:]}")
     return proc
 
