@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from .sealed import Sealed
 from .validation import Rejected
 
 TRANSITIONS: dict[str | None, frozenset[str]] = {
@@ -52,11 +53,15 @@ def payment_key(event: dict) -> str:
 
 def _book(account: dict, month: str, payer_id: str, category: str, paid: int, upcoming: int) -> None:
     key = f"{month}|{payer_id}|{category}"
-    balance = account["balances"].setdefault(key, {"paid_ore": 0, "upcoming_ore": 0})
-    balance["paid_ore"] += paid
-    balance["upcoming_ore"] += upcoming
-    if balance["paid_ore"] == 0 and balance["upcoming_ore"] == 0:
-        del account["balances"][key]
+    balances = account["balances"]
+    balance = balances.get(key)
+    if balance is not None:
+        paid += balance["paid_ore"]
+        upcoming += balance["upcoming_ore"]
+    if paid == 0 and upcoming == 0:
+        balances.pop(key, None)
+    else:
+        balances[key] = Sealed(paid_ore=paid, upcoming_ore=upcoming)
 
 
 def _deltas(previous: str | None, event_type: str, stored_amount: int, amount: int) -> tuple[int, int]:
@@ -95,15 +100,11 @@ def register(account: dict, event: dict, registered_at: dt.datetime) -> Outcome:
     if state is None:
         state = {"status": etype, "amount_ore": event["amount_ore"], "category": event["category"],
                  "month": new_month, "applied": {}}
-        account["payments"][key] = state
     # Upcoming is released on the month it was booked on; paid is booked on the payout month.
     if upcoming:
         _book(account, state["month"] if upcoming < 0 else new_month, event["payer_id"], state["category"], 0, upcoming)
     if paid:
         _book(account, new_month if etype == "EXECUTED" else state["month"], event["payer_id"], state["category"], paid, 0)
-    if etype == "EXECUTED":
-        state["amount_ore"], state["month"] = event["amount_ore"], new_month
-    state["status"] = etype
     account["sequence"] += 1
     applied = {
         "sequence": account["sequence"],
@@ -113,7 +114,10 @@ def register(account: dict, event: dict, registered_at: dt.datetime) -> Outcome:
         "upcoming_delta_ore": upcoming,
         "registered_at": registered_at,
     }
-    state["applied"][etype] = applied
+    # a new PaymentState (Sealed: the account's other payments keep their encoding)
+    account["payments"][key] = Sealed(
+        state, status=etype, applied={**state["applied"], etype: applied},
+        **({"amount_ore": event["amount_ore"], "month": new_month} if etype == "EXECUTED" else {}))
     return Outcome("REGISTERED", entry=_entry(account["payee_id"], event, applied))
 
 

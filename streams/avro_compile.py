@@ -15,8 +15,9 @@ class SchemaCompiler:
 
     label = "avro"  # shown in tracebacks: <avro writer se.tkonto.PaymentEvent>
 
-    def __init__(self, named: dict):
+    def __init__(self, named: dict, sealed: frozenset[str] = frozenset()):
         self.named = named
+        self.sealed = sealed  # full names of the records read as, and written from, ``Sealed`` items
         self.consts: dict[str, Any] = {}
         self.records: dict[str, str] = {}  # record name -> function name
         self.pending: list[tuple[str, dict]] = []
@@ -82,10 +83,11 @@ class SchemaCompiler:
         return namespace[top]
 
 
-def compiled(compiler: type[SchemaCompiler], parsed: dict, helpers: dict[str, Any]):
+def compiled(compiler: type[SchemaCompiler], parsed: dict, helpers: dict[str, Any],
+             sealed: frozenset[str] = frozenset()):
     """The compiled function of a fastavro-parsed record schema, or None when it has
     constructs the compiler leaves to fastavro."""
     try:
-        return compiler(parsed.get("__named_schemas", {})).compile(parsed, helpers)
+        return compiler(parsed.get("__named_schemas", {}), sealed).compile(parsed, helpers)
     except NotCompilable:
         return None

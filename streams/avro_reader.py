@@ -22,6 +22,7 @@ import datetime as dt
 from typing import Any, Callable
 
 from .avro_compile import NotCompilable, SchemaCompiler, compiled
+from .sealed import SEALED_RECORDS, Sealed
 
 #: (data, position) -> (record, position after it)
 Reader = Callable[[bytes, int], tuple[dict, int]]
@@ -174,16 +175,25 @@ class _Compiler(SchemaCompiler):
 
     def record(self, func: str, schema: dict) -> list[str]:
         body = [f"def {func}(b, pos):"]
+        sealed = schema["name"] in self.sealed
+        if sealed:
+            body.append("    start = pos")
         fields = []
         for field in schema["fields"]:
             local = self.var("f")
             self.value(field["type"], local, "    ", body)
             fields.append(f"{field['name']!r}: {local}")
-        body.append(f"    return {{{', '.join(fields)}}}, pos")
+        if sealed:  # with the bytes it was read from: written from them while it is unchanged
+            body.append(f"    r = Sealed({{{', '.join(fields)}}})")
+            body.append(f"    r.memo = ({self.const(schema['name'])}, bytes(b[start:pos]))")
+            body.append("    return r, pos")
+        else:
+            body.append(f"    return {{{', '.join(fields)}}}, pos")
         return body
 
 
-def compile_reader(parsed: dict) -> Reader | None:
+def compile_reader(parsed: dict, sealed: frozenset[str] = SEALED_RECORDS) -> Reader | None:
     """The compiled reader of a fastavro-parsed record schema, or None when it has
-    constructs this module leaves to fastavro."""
-    return compiled(_Compiler, parsed, _HELPERS)
+    constructs this module leaves to fastavro. Records named in ``sealed`` are read as
+    ``Sealed`` items that keep the bytes they were read from."""
+    return compiled(_Compiler, parsed, {"Sealed": Sealed, **_HELPERS}, sealed)

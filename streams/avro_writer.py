@@ -21,6 +21,7 @@ import datetime as dt
 from typing import Any, Callable
 
 from .avro_compile import NotCompilable, SchemaCompiler, compiled
+from .sealed import SEALED_RECORDS, Sealed
 
 Writer = Callable[[dict, bytearray], None]
 
@@ -149,7 +150,7 @@ class _Compiler(SchemaCompiler):
             body.append(f"{indent}if {expr}:")
             body.append(f"{indent}    varint(len({expr}), out)")
             body.append(f"{indent}    for {item} in {expr}:")
-            self.value(schema["items"], item, indent + "        ", body)
+            self.item(schema["items"], item, indent + "        ", body)
             body.append(f"{indent}out.append(0)")
         elif kind == "map":
             key, item = self.var("k"), self.var("v")
@@ -158,10 +159,23 @@ class _Compiler(SchemaCompiler):
             body.append(f"{indent}    varint(len({expr}), out)")
             body.append(f"{indent}    for {key}, {item} in {expr}.items():")
             body.append(f"{indent}        utf8({key}, out)")
-            self.value(schema["values"], item, indent + "        ", body)
+            self.item(schema["values"], item, indent + "        ", body)
             body.append(f"{indent}out.append(0)")
         else:
             raise NotCompilable(f"type {kind}")
+
+    def item(self, schema: Any, expr: str, indent: str, body: list[str]) -> None:
+        """An array item or map value: a sealed record with its memo is appended here, without
+        a call (a payee's state holds one per payment, and most are unchanged)."""
+        resolved = self.resolve(schema)
+        if isinstance(resolved, dict) and resolved.get("type") == "record" and resolved["name"] in self.sealed:
+            memo = self.var("m")
+            body.append(f"{indent}{memo} = {expr}.memo if type({expr}) is Sealed else None")
+            body.append(f"{indent}if {memo} is not None and {memo}[0] == {self.const(resolved['name'])}: "
+                        f"out += {memo}[1]")
+            body.append(f"{indent}else: {self.record_function(resolved)}({expr}, out)")
+        else:
+            self.value(schema, expr, indent, body)
 
     def union(self, branches: list, expr: str, indent: str, body: list[str]) -> None:
         """A union whose branches a value's Python type tells apart; anything else is not compiled."""
@@ -179,7 +193,7 @@ class _Compiler(SchemaCompiler):
                 ("int", None): f"type({expr}) is int",
                 ("boolean", None): f"type({expr}) is bool",
                 ("bytes", None): f"type({expr}) is bytes",
-                ("record", None): f"type({expr}) is dict",
+                ("record", None): f"type({expr}) is dict or type({expr}) is Sealed",
                 ("map", None): f"type({expr}) is dict",
                 ("array", None): f"type({expr}) is list",
                 ("int", "date"): f"type({expr}) is dt.date",
@@ -198,7 +212,18 @@ class _Compiler(SchemaCompiler):
         body.append(f"{indent}    raise TypeError('no union branch fits')")
 
     def record(self, func: str, schema: dict) -> list[str]:
-        body = [f"def {func}(r, out):", "    if type(r) is not dict: raise TypeError('expected a dict')"]
+        body = [f"def {func}(r, out):"]
+        sealed = schema["name"] in self.sealed
+        if sealed:  # written before and unchanged since (it cannot change): the same bytes again
+            name = self.const(schema["name"])
+            body += ["    if type(r) is Sealed:",
+                     "        memo = r.memo",
+                     f"        if memo is not None and memo[0] == {name}: out += memo[1]; return",
+                     "        start = len(out)",
+                     "    elif type(r) is not dict: raise TypeError('expected a dict')",
+                     "    else: start = -1"]
+        else:
+            body.append("    if type(r) is not dict and type(r) is not Sealed: raise TypeError('expected a dict')")
         for field in schema["fields"]:
             local = self.var("f")
             if "default" in field:
@@ -209,10 +234,13 @@ class _Compiler(SchemaCompiler):
             else:
                 body.append(f"    {local} = r[{field['name']!r}]")
             self.value(field["type"], local, "    ", body)
+        if sealed:
+            body.append(f"    if start >= 0: r.memo = ({name}, bytes(out[start:]))")
         return body
 
 
-def compile_writer(parsed: dict) -> Writer | None:
+def compile_writer(parsed: dict, sealed: frozenset[str] = SEALED_RECORDS) -> Writer | None:
     """The compiled writer of a fastavro-parsed record schema, or None when it has constructs
-    this module leaves to fastavro."""
-    return compiled(_Compiler, parsed, {"dt": dt, **_HELPERS})
+    this module leaves to fastavro. A ``Sealed`` value of a record named in ``sealed`` is
+    written from its memo when it has one, and otherwise given one."""
+    return compiled(_Compiler, parsed, {"dt": dt, "Sealed": Sealed, **_HELPERS}, sealed)

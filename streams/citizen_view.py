@@ -21,6 +21,7 @@ import datetime as dt
 from collections.abc import Mapping
 
 from .categories import swedish_name
+from .sealed import Sealed
 
 NBSP = "\u00a0"
 
@@ -164,7 +165,7 @@ def fold(state: dict | None, item: dict) -> dict:
     if current is not None and current["sequence"] >= item["sequence"]:
         return state
     payments = dict(state["payments"])
-    payments[key] = dict(item)
+    payments[key] = Sealed(item)  # the view's other items keep their encoding
     return {**state, "payments": payments}
 
 

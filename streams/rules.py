@@ -43,6 +43,7 @@ import hashlib
 from dataclasses import dataclass
 
 from .categories import CATEGORIES
+from .sealed import Sealed
 
 COUNTED = ("PLANNED", "EXECUTED")
 WITHDRAWING = ("CANCELLED", "RETURNED", "RECALLED")
@@ -240,7 +241,7 @@ def _hit(rule_id: str, subject: str, window: str, payments: list[dict], evidence
 def _tracked(enriched: dict, status: str, seq: int) -> dict:
     ev = enriched["payment"]
     verification = enriched.get("verification") or {}
-    return {
+    return Sealed({
         "seq": seq, "payer_id": ev["payer_id"], "payment_id": ev["payment_id"],
         "payer_kind": enriched["payer_kind"], "payee_id": ev["payee_id"],
         "via_representative": verification.get("matched_as") == "REPRESENTATIVE",
@@ -248,7 +249,7 @@ def _tracked(enriched: dict, status: str, seq: int) -> dict:
         "amount_ore": ev["amount_ore"], "category": ev["category"],
         "period_start": ev["period_start"], "period_end": ev["period_end"], "payout_date": ev["payout_date"],
         "status": status,
-    }
+    })
 
 
 def _last_day(p: dict) -> dt.date:
@@ -270,8 +271,8 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
     # Copy on write instead of copy.deepcopy (most of the cost of a rule evaluation): a new
     # top-level dict and payment list; a tracked payment is copied only when it changes
     # (``_set_status``), so the input state is never modified and the unchanged payment
-    # records are shared between the input and the returned state (their values are
-    # immutable: strings, numbers, dates).
+    # records are shared between the input and the returned state (they are ``Sealed``, and
+    # their values immutable: strings, numbers, dates).
     st = {**state, "payments": list(state["payments"])} if state else {
         "kind": kind, "key": key, "next_seq": 1, "watermark": None, "payments": []}
     day = min(_day_of(ev["event_time"]), _day_of(enriched["enriched_at"]))
@@ -322,7 +323,7 @@ def _days(n: int) -> dt.timedelta:
 
 def _set_status(st: dict, index: int, status: str) -> dict:
     """Set a tracked payment's status on a copy of it (the input state shares the original)."""
-    changed = st["payments"][index] = {**st["payments"][index], "status": status}
+    changed = st["payments"][index] = Sealed({**st["payments"][index], "status": status})
     return changed
 
 

@@ -157,7 +157,7 @@ def test_representative_paging_and_filter_links(tmp_path):
 def test_data_is_escaped(tmp_path):
     state = state_of(PAYEE, (PAYEE, [payment(STOCKHOLM, PAYEE, "x", "EXECUTED", 1_00, payout=dt.date(2026, 11, 2))]))
     key = next(iter(state["payments"]))
-    state["payments"][key]["payer_name"] = '<img src=x onerror="alert(1)">Kommun & Co'
+    state["payments"][key] = {**state["payments"][key], "payer_name": '<img src=x onerror="alert(1)">Kommun & Co'}
     html = render_page(payments_response(state, TODAY), "<b>Anna</b>")
     with serve({"/p": html}) as (base, requests):
         page = browser.load(base + "/p")
