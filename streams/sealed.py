@@ -36,11 +36,12 @@ class Sealed(dict):
     """A dict that refuses changes and remembers its Avro encoding (``memo``: the record's
     full name and the bytes, or None until it is first written or when it was built here)."""
 
-    __slots__ = ("memo",)
+    __slots__ = ("memo",)  # no __init__ of its own: a Sealed is built at dict's speed
 
-    def __init__(self, *args, **kwargs):
-        dict.__init__(self, *args, **kwargs)
-        self.memo = None
+    def __getattr__(self, name: str):  # only when a slot is unset: a memo not yet written
+        if name == "memo":
+            return None
+        raise AttributeError(name)
 
     __setitem__ = __delitem__ = __ior__ = update = setdefault = pop = popitem = clear = _refuse
 
