@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import operator
 from dataclasses import dataclass
 
 from .categories import CATEGORIES
@@ -252,6 +253,10 @@ def _tracked(enriched: dict, status: str, seq: int) -> dict:
     })
 
 
+_PAYMENT_ID = operator.itemgetter("payment_id")
+_PAYEE_ID = operator.itemgetter("payee_id")
+
+
 def _last_day(p: dict) -> dt.date:
     """The last day a payment (or payment event) concerns: pruning counts back to it."""
     return max(p["payout_date"], p["period_end"])
@@ -281,10 +286,14 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
     horizon = st["watermark"] - _days(th.retention_days)
     payer_id, payment_id = ev["payer_id"], ev["payment_id"]
     index = tracked = None
-    for i, p in enumerate(st["payments"]):
-        if p["payment_id"] == payment_id and p["payer_id"] == payer_id:
-            index, tracked = i, p
-            break
+    payments = st["payments"]
+    if payments:
+        ids = list(map(_PAYMENT_ID, payments))  # searched at C speed: usually absent (a new payment) or once
+        if payment_id in ids:
+            for i in range(ids.index(payment_id), len(ids)):
+                if ids[i] == payment_id and payments[i]["payer_id"] == payer_id:
+                    index, tracked = i, payments[i]
+                    break
     kept = _last_day(ev) >= horizon
     event_type = ev["event_type"]
     step = _Step(st, tracked, tracked is not None, False)
@@ -345,7 +354,8 @@ def _prune(st: dict, horizon: dt.date, cap: int) -> bool:
 
 def _earlier(st: dict, p: dict) -> list[dict]:
     """Payments that arrived before ``p`` and still count."""
-    return [q for q in st["payments"] if q["seq"] < p["seq"] and q["status"] in COUNTED]
+    seq = p["seq"]
+    return [q for q in st["payments"] if q["seq"] < seq and q["status"] in COUNTED]
 
 
 # -- payee rules --------------------------------------------------------------------------
@@ -389,15 +399,15 @@ def _paid_after_emigration(enriched: dict, p: dict) -> list[dict]:
 
 
 def _multi_municipality(earlier: list[dict], p: dict, enriched: dict, th: Thresholds) -> list[dict]:
-    def aid(q):
-        return q["category"] == "SOCIAL_ASSISTANCE" and q["payer_kind"] == "MUNICIPALITY"
-
-    if not aid(p):
+    if p["category"] != "SOCIAL_ASSISTANCE" or p["payer_kind"] != "MUNICIPALITY":
         return []
-    others = [q for q in earlier if aid(q)]
+    others = [(q, months_covered(q["period_start"], q["period_end"])) for q in earlier
+              if q["category"] == "SOCIAL_ASSISTANCE" and q["payer_kind"] == "MUNICIPALITY"]
+    if not others:  # p alone: one payer is below any threshold (at least 2)
+        return []
     hits = []
     for month in months_covered(p["period_start"], p["period_end"]):
-        group = [q for q in others if month in months_covered(q["period_start"], q["period_end"])]
+        group = [q for q, months in others if month in months]
         before = {q["payer_id"] for q in group}
         payers = before | {p["payer_id"]}
         if p["payer_id"] in before or len(payers) < th.multi_municipality_min_payers:
@@ -409,10 +419,19 @@ def _multi_municipality(earlier: list[dict], p: dict, enriched: dict, th: Thresh
     return hits
 
 
+@functools.lru_cache(maxsize=256)
+def _partners(incompatible: frozenset, category: str) -> frozenset:
+    """The categories that may not overlap with ``category`` (the pairs naming it)."""
+    return frozenset(c for pair in incompatible if category in pair for c in (pair - {category} or pair))
+
+
 def _overlapping(earlier: list[dict], p: dict, enriched: dict, th: Thresholds) -> list[dict]:
+    partners = _partners(th.incompatible, p["category"])
+    if not partners:
+        return []
     hits = []
     for q in earlier:
-        if frozenset((q["category"], p["category"])) not in th.incompatible:
+        if q["category"] not in partners:
             continue
         start, end = max(p["period_start"], q["period_start"]), min(p["period_end"], q["period_end"])
         days = (end - start).days + 1
@@ -429,10 +448,11 @@ def _overlapping(earlier: list[dict], p: dict, enriched: dict, th: Thresholds) -
 
 def _duplicate(earlier: list[dict], p: dict, enriched: dict) -> list[dict]:
     hits = []
+    amount, payer_id, payment_id = p["amount_ore"], p["payer_id"], p["payment_id"]
+    start, end = p["period_start"], p["period_end"]
     for q in earlier:
-        if (q["payer_id"] == p["payer_id"] and q["payment_id"] != p["payment_id"]
-                and q["amount_ore"] == p["amount_ore"] and q["period_start"] == p["period_start"]
-                and q["period_end"] == p["period_end"]):
+        if (q["amount_ore"] == amount and q["payer_id"] == payer_id and q["payment_id"] != payment_id
+                and q["period_start"] == start and q["period_end"] == end):
             window = f"{p['period_start'].isoformat()}..{p['period_end'].isoformat()}"
             evidence = {"amount_ore": p["amount_ore"], "period_start": p["period_start"].isoformat(),
                         "period_end": p["period_end"].isoformat(), "original_payment_id": q["payment_id"],
@@ -443,13 +463,17 @@ def _duplicate(earlier: list[dict], p: dict, enriched: dict) -> list[dict]:
 
 
 def _account_change(st: dict, p: dict, enriched: dict, th: Thresholds) -> list[dict]:
-    earlier = [q for q in st["payments"] if q["seq"] < p["seq"]]
-    if not earlier or p["account_opened"] is None:
+    if p["account_opened"] is None:
+        return []
+    days = (p["payout_date"] - p["account_opened"]).days
+    if not 0 <= days <= th.account_change_days or p["amount_ore"] <= th.account_change_above_ore:
+        return []  # decided by the payment alone: the payments before it are not looked at
+    seq = p["seq"]
+    earlier = [q for q in st["payments"] if q["seq"] < seq]
+    if not earlier:
         return []
     previous = max(earlier, key=lambda q: q["seq"])
-    days = (p["payout_date"] - p["account_opened"]).days
-    if (previous["bank_account"] == p["bank_account"] or not 0 <= days <= th.account_change_days
-            or p["amount_ore"] <= th.account_change_above_ore):
+    if previous["bank_account"] == p["bank_account"]:
         return []
     evidence = {"previous_account": previous["bank_account"], "account_opened": p["account_opened"].isoformat(),
                 "payout_date": p["payout_date"].isoformat(), "days_before_payout": days,
@@ -482,6 +506,8 @@ def evaluate_payee(state: dict | None, enriched: dict, thresholds: Thresholds) -
 def _shared_account(st: dict, p: dict, enriched: dict, th: Thresholds) -> list[dict]:
     if p["via_representative"]:
         return []
+    if len(set(map(_PAYEE_ID, st["payments"]))) < th.shared_min_payees:
+        return []  # most accounts are one payee's: never enough payees, in any window
     considered = [q for q in st["payments"] if q["seq"] <= p["seq"] and q["status"] in COUNTED]
     counted = [q for q in considered if not q["via_representative"]]
     day, span = p["payout_date"], th.shared_window_days
