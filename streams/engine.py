@@ -26,7 +26,7 @@ import logging
 import struct
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -97,7 +97,9 @@ class Fed:
 class Output:
     """Where stages write: one librdkafka producer, failures collected for the commit."""
 
-    HAND_OVER_MAX = 10_000  # above what back-pressure lets two hand-overs run ahead (2 x Engine.max_backlog)
+    #: default size of the hand-over memos: above what back-pressure lets two stages run
+    #: ahead (2 x Engine.max_backlog); an engine with a larger max_backlog sizes its own
+    HAND_OVER_MAX = 20_000
 
     def __init__(self, config: dict):
         self._producer = self._new_producer(config)
@@ -273,7 +275,7 @@ class Stage:
     handle: Callable  # (msg, out) -> None
     on_error: Callable  # (msg, exc, out) -> None: an unexpected failure on one record (dead letter)
     #: topics this stage writes that the engine reads again: while their backlog here is
-    #: above ``Engine.max_backlog`` the stage's own inputs are paused (back-pressure)
+    #: above ``Engine.max_backlog`` the stage's own inputs wait (back-pressure)
     feeds: list[str] = field(default_factory=list)
     #: the engine may apply this stage to a record when this worker feeds it, instead of when
     #: it reads it back (``Output.feed``): for a stage that is idempotent per record and whose
@@ -293,7 +295,11 @@ class Engine:
     poll_timeout: float = 0.05
     commit_interval: float = 0.5
     lag_interval: float = 5.0
-    max_backlog: int = 4_000  # below Output.HAND_OVER_MAX: what ingest hands over is still there when read
+    #: records a stage may have fed this worker and not yet had read back before it is held
+    #: (TKONTO_PIPELINE_MAX_BACKLOG); what ingest hands over must still be in the memo when read
+    max_backlog: int = 8_000
+    #: records of held stages kept here, read but not processed; beyond it their inputs are paused
+    max_held: int = 10_000
     trim_interval: float = 30.0
     #: called on the engine thread after every assignment (and with {} after a revoke)
     on_assigned: Callable | None = None
@@ -307,7 +313,9 @@ class Engine:
         self.failed: BaseException | None = None
         self.processed = 0
         self.lag_by_topic: dict[str, int] = {}
-        self._paused: set[str] = set()  # stages whose inputs are paused (back-pressure)
+        self._held: set[str] = set()  # stages over their backlog: their records wait in _waiting
+        self._waiting: dict[str, deque] = {s.name: deque() for s in self.stages}  # read, not processed, in order
+        self._paused: set[str] = set()  # stages whose inputs are also paused in the consumer (max_held)
         self._unread: dict[str, int] = {}  # fed topics: records not yet read here (refreshed every 0.25 s)
         self._fed = sorted({t for s in self.stages for t in s.feeds})
         self.seconds = {"consume": 0.0, "process": 0.0, "commit": 0.0}  # where the engine thread's time goes
@@ -325,6 +333,7 @@ class Engine:
                            "queue.buffering.max.kbytes": 32768,
                            "enable.idempotence": False, **self.producer_config})
         self.out.fused = {t: s.handle for s in self.stages if s.fuse for t in s.topics}
+        self.out.HAND_OVER_MAX = max(Output.HAND_OVER_MAX, 2 * (self.max_backlog + self.batch_size))
         self.consumer = Consumer({
             "bootstrap.servers": self.bootstrap, "group.id": self.group, "enable.auto.commit": False,
             "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
@@ -340,6 +349,8 @@ class Engine:
                 t1 = clock()
                 if batch:
                     self._process(batch)
+                if self._released:
+                    self._process_released()
                 t2 = clock()
                 self.seconds["consume"] += t1 - t0
                 self.seconds["process"] += t2 - t1
@@ -377,28 +388,56 @@ class Engine:
 
     # -- the hot path -----------------------------------------------------------------
     def _process(self, batch: list) -> None:
-        out, done, by_topic, fused, opening = self.out, self._done, self._by_topic, self.out.fused, self.out.opening
+        waiting, held, handle, by_topic = self._waiting, self._held, self._handle, self._by_topic
+        handled = 0
         for msg in batch:
             err = msg.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", err)
                 continue
-            topic = msg.topic()
-            if topic in fused and out.arrived(msg.value()):  # applied when this worker fed it
-                done[(topic, msg.partition())] = msg.offset() + 1
-                continue
-            stage = by_topic[topic]
-            try:
-                stage.handle(msg, out)
-            except Exception as exc:  # never crash on input: the record goes to the dead-letter topic
-                log.exception("%s: unexpected failure on %s[%d]@%d", stage.name, topic, msg.partition(), msg.offset())
-                stage.on_error(msg, exc, out)
-            done[(topic, msg.partition())] = msg.offset() + 1
-            if opening and (topic, msg.partition()) in opening:
-                self._pass_barrier(topic, msg.partition(), msg.offset() + 1)
-        self.processed += len(batch)
+            name = by_topic[msg.topic()].name
+            queue = waiting[name]
+            if queue or name in held:  # over its backlog, or earlier records still wait: in order
+                queue.append(msg)
+            else:
+                handle(msg)
+                handled += 1
+        self.processed += handled
         metrics.publish_pending()
+
+    @property
+    def _released(self) -> bool:
+        """Whether a stage that is no longer held has records waiting."""
+        return any(queue and name not in self._held for name, queue in self._waiting.items())
+
+    def _process_released(self) -> None:
+        """Process the waiting records of stages no longer held, oldest first, up to a batch;
+        a stage held again meanwhile keeps the rest waiting."""
+        handled = 0
+        for name, queue in self._waiting.items():
+            while queue and name not in self._held and handled < self.batch_size:
+                self._handle(queue.popleft())
+                handled += 1
+        self.processed += handled
+        metrics.publish_pending()
+
+    def _handle(self, msg) -> None:
+        """Process one record: its stage's handler, or a skip for a record already applied
+        when fed; a failure goes to the stage's dead-letter handler."""
+        out, topic, partition = self.out, msg.topic(), msg.partition()
+        if topic in out.fused and out.arrived(msg.value()):  # applied when this worker fed it
+            self._done[(topic, partition)] = msg.offset() + 1
+            return
+        stage = self._by_topic[topic]
+        try:
+            stage.handle(msg, out)
+        except Exception as exc:  # never crash on input: the record goes to the dead-letter topic
+            log.exception("%s: unexpected failure on %s[%d]@%d", stage.name, topic, partition, msg.offset())
+            stage.on_error(msg, exc, out)
+        self._done[(topic, partition)] = msg.offset() + 1
+        if out.opening and (topic, partition) in out.opening:
+            self._pass_barrier(topic, partition, msg.offset() + 1)
 
     # -- fused stages -----------------------------------------------------------------
     def _set_barriers(self, assigned: dict[str, set[int]]) -> None:
@@ -422,8 +461,11 @@ class Engine:
             self.out.open_fusion(topic, partition)
 
     def _pass_barriers(self) -> None:
-        """Partitions whose read position is already past their barrier (nothing to read)."""
-        for tp in self.consumer.position([TopicPartition(t, p) for t, p in self.out.opening]):
+        """Partitions whose read position is already past their barrier (nothing to read).
+        Not while their stage has records waiting (held): read is not processed, and those
+        records open the partition when they are (``_handle``)."""
+        tps = [TopicPartition(t, p) for t, p in self.out.opening if not self._waiting[self._by_topic[t].name]]
+        for tp in self.consumer.position(tps) if tps else []:
             if tp.offset >= 0:
                 self._pass_barrier(tp.topic, tp.partition, tp.offset)
 
@@ -455,7 +497,7 @@ class Engine:
         self.out.partition_counts = self._partition_counts(self._fed)
         self.assigned = self.out.assigned = assigned
         self._set_barriers(assigned)
-        self._paused = set()  # a new assignment starts unpaused
+        self._drop_waiting()  # a new assignment starts with nothing held or paused
         self._announce(assigned)
         self.rebalancing = False
         log.info("pipeline assigned %d partitions", len(partitions))
@@ -478,6 +520,7 @@ class Engine:
             log.exception("could not commit before the rebalance; the records will be processed again")
             self._forget()
         self.out.forget_handed()
+        self._drop_waiting()  # not committed: the next owner reads them again
         self.assigned = self.out.assigned = {}
         self._announce({})
 
@@ -491,8 +534,16 @@ class Engine:
         the records since the last commit are processed again (by whichever worker owns them)."""
         self._done = {}
         self.out.forget_handed()
+        self._drop_waiting()
         for store in self.stores:
             store.keep_only(())
+
+    def _drop_waiting(self) -> None:
+        """Forget the records that wait (read, never processed, so never committed)."""
+        for queue in self._waiting.values():
+            queue.clear()
+        self._held.clear()
+        self._paused.clear()
 
     def _partition_counts(self, topics: list[str]) -> dict[str, int]:
         counts = {}
@@ -508,11 +559,16 @@ class Engine:
 
     # -- observation ------------------------------------------------------------------
     def lag(self) -> dict[str, int]:
-        """Messages not yet processed, per topic (from the high watermarks of the last fetches)."""
+        """Messages not yet processed, per topic: not yet read (from the high watermarks of
+        the last fetches), or read and waiting while their stage is held."""
         try:
-            return self._behind(self.consumer.assignment(), unread_from_start=True)
+            behind = self._behind(self.consumer.assignment(), unread_from_start=True)
         except Exception:
             return {}
+        for queue in self._waiting.values():
+            for msg in queue:
+                behind[msg.topic()] = behind.get(msg.topic(), 0) + 1
+        return behind
 
     def _behind(self, tps: list[TopicPartition], unread_from_start: bool) -> dict[str, int]:
         """Records not yet read, per topic: cached high watermark minus this consumer's
@@ -529,31 +585,45 @@ class Engine:
         return behind
 
     def _apply_back_pressure(self) -> None:
-        """Pause a stage's inputs while what it fed this worker is far behind, resume at half.
+        """Hold a stage while what it fed this worker is far behind, release it at half.
         Behind: records handed over and not yet taken (exact, after every batch), or not yet
         read by the last measure (``_unread``, for what is not handed over), whichever is more.
 
-        Without it, ingest read a whole 1M-record backlog before the ledger got its share:
-        buffers filled, memory grew and every event waited behind the backlog."""
-        handed, unread = self.out.handed, self._unread
+        A held stage's records are still read, and wait here in order (``_waiting``); only
+        beyond ``max_held`` of them are its inputs paused in the consumer, until half have
+        been processed. Pausing alone cost a fetch at every release: librdkafka drops what
+        it has prefetched of a paused partition, and the engine's polls came back empty
+        ~20 % of the time at saturation (docs/performance.md).
+
+        Without back-pressure, ingest read a whole 1M-record backlog before the ledger got
+        its share: buffers filled, memory grew and every event waited behind the backlog."""
+        handed, unread, held = self.out.handed, self._unread, self._held
         for stage in self.stages:
             if not stage.feeds:
                 continue
+            name = stage.name
             backlog = sum(max(handed[t], unread.get(t, 0)) for t in stage.feeds)
-            paused = stage.name in self._paused
-            change = backlog <= self.max_backlog // 2 if paused else backlog > self.max_backlog
-            if not change:  # the common case, after every batch: no partition list to build
-                continue
-            inputs = [TopicPartition(t, p) for t in stage.topics for p in self.assigned.get(t, ())]
-            if not inputs:
-                continue
-            if not paused:
-                self.consumer.pause(inputs)
-                self._paused.add(stage.name)
-                log.debug("%s paused: backlog %d", stage.name, backlog)
-            else:
-                self.consumer.resume(inputs)
-                self._paused.discard(stage.name)
+            if name in held:
+                if backlog <= self.max_backlog // 2:
+                    held.discard(name)
+            elif backlog > self.max_backlog:
+                held.add(name)
+                log.debug("%s held: backlog %d", name, backlog)
+            waiting, paused = len(self._waiting[name]), name in self._paused
+            if waiting > self.max_held if not paused else waiting <= self.max_held // 2:
+                self._pause(stage, not paused)
+
+    def _pause(self, stage: Stage, pause: bool) -> None:
+        inputs = [TopicPartition(t, p) for t in stage.topics for p in self.assigned.get(t, ())]
+        if not inputs:
+            return
+        if pause:
+            self.consumer.pause(inputs)
+            self._paused.add(stage.name)
+            log.debug("%s paused: %d records wait", stage.name, len(self._waiting[stage.name]))
+        else:
+            self.consumer.resume(inputs)
+            self._paused.discard(stage.name)
 
     def _backlog(self, topics: list[str]) -> dict[str, int]:
         tps = [TopicPartition(t, p) for t in topics for p in self.assigned.get(t, ())]

@@ -43,6 +43,7 @@ def build_engine() -> Engine:
                          "client.id": settings.canonical_url},
         producer_config={"linger.ms": settings.linger_ms, **settings.producer_tuning()},
         batch_size=settings.pipeline_batch,
+        max_backlog=settings.pipeline_max_backlog,
         on_assigned=announce,
     )
 

@@ -349,6 +349,105 @@ def test_back_pressure_keeps_a_fast_stage_within_the_backlog_of_a_slow_one(kafka
 
 
 @pytest.mark.broker
+def test_held_records_wait_in_order_and_each_is_processed_once(kafka):
+    """A feeds Y at full speed, B is slow. A is held far more often than it is paused: its
+    records are read and wait here (``_waiting``), beyond ``max_held`` its inputs are paused.
+    Every record is handled once, in each partition's order, and the backlog stays bounded."""
+    n = next(_ids)
+    x, y = f"held{n}.x", f"held{n}.y"
+    create_topics(kafka.bootstrap, (x, 2, False), (y, 2, False))
+    produce(kafka.bootstrap, x, [(b"k%d" % (i % 50), b"%d" % i) for i in range(3000)])
+    handled: dict[int, list[int]] = {0: [], 1: []}
+    ahead: list[int] = []
+    waited: list[int] = []
+    pauses: list[str] = []
+
+    def handle_a(msg, out):
+        handled[msg.partition()].append(msg.offset())
+        out.feed(y, msg.key(), msg.value(), {"v": msg.value()})
+        ahead.append(out.handed[y])
+
+    def handle_b(msg, out):
+        assert out.take(msg.value()) is not None  # handed over in-process: nothing dropped from the memo
+        waited.append(len(engine._waiting["A"]))
+        time.sleep(0.0005)
+
+    class Counted(Engine):
+        def _pause(self, stage, pause):
+            pauses.append("pause" if pause else "resume")
+            super()._pause(stage, pause)
+
+    engine = Counted(kafka.bootstrap, f"held{n}-group",
+                     [Stage("A", [x], handle_a, lambda *a: None, feeds=[y]), Stage("B", [y], handle_b, lambda *a: None)],
+                     [], consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+                     producer_config={"linger.ms": 5}, batch_size=50, max_backlog=100, max_held=400)
+    thread = start(engine)
+    try:
+        assert wait_until(lambda: len(waited) >= 3000, 90, 0.05), f"B read {len(waited)}"
+    finally:
+        stop(engine, thread)
+    for partition, offsets in handled.items():  # once each, in order, none skipped
+        assert offsets == list(range(len(offsets))), partition
+    assert len(handled[0]) + len(handled[1]) == 3000
+    assert max(ahead) <= 100 + 50
+    assert max(waited) > 0  # A was held: its records waited
+    assert max(waited) <= 400 + 2 * 50  # and were bounded: paused past max_held (after a batch)
+    assert pauses.count("pause") >= 1 and pauses.count("pause") == pauses.count("resume")
+
+
+def test_held_records_are_released_in_order_and_dropped_uncommitted_at_a_revoke():
+    """Without a broker: a held stage's records wait; released, they are processed oldest
+    first; at a revoke the records still waiting are not committed (the next owner reads
+    them again) and nothing stays held."""
+    seen: list[tuple[str, int]] = []
+    stages = [Stage("A", ["x"], lambda m, o: seen.append((m.topic(), m.offset())), lambda *a: None, feeds=["y"]),
+              Stage("B", ["y"], lambda m, o: seen.append((m.topic(), m.offset())), lambda *a: None)]
+    engine = Engine("unused:9092", "g", stages, [], batch_size=3, max_backlog=10, max_held=100)
+
+    class Out:
+        fused: dict = {}
+        opening: dict = {}
+        handed: Counter = Counter()
+
+        def flush(self): pass
+        def poll(self): pass
+        def forget_handed(self): pass
+
+    class Consumer_:
+        commits: list = []
+
+        def assignment(self):
+            return []
+
+        def commit(self, offsets, asynchronous):
+            self.commits.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
+
+    engine.out, engine.consumer = Out(), Consumer_()
+    engine.assigned = {"x": {0}, "y": {0}}
+    engine._process([_Msg("x", 0, 0, b"a")])
+    engine.out.handed["y"] = 11  # what A fed is far behind: A is held
+    engine._apply_back_pressure()
+    engine._process([_Msg("x", 0, 1, b"b"), _Msg("y", 0, 0, b"c"), _Msg("x", 0, 2, b"d")])
+    assert seen == [("x", 0), ("y", 0)]  # B is not held
+    engine.out.handed["y"] = 6  # above half: still held
+    engine._apply_back_pressure()
+    engine._process([_Msg("x", 0, 3, b"e")])
+    assert not engine._released and [m.offset() for m in engine._waiting["A"]] == [1, 2, 3]
+    engine.out.handed["y"] = 5  # at half: released, oldest first, a batch at a time
+    engine._apply_back_pressure()
+    assert engine._released
+    engine._process_released()
+    assert seen[2:] == [("x", 1), ("x", 2), ("x", 3)]
+    engine.out.handed["y"] = 11
+    engine._apply_back_pressure()
+    engine._process([_Msg("x", 0, 4, b"f"), _Msg("x", 0, 5, b"g")])
+    assert engine.lag() == {"x": 2}  # nothing assigned in the consumer here: only what waits
+    engine._on_revoke(engine.consumer, [])
+    assert engine.consumer.commits[-1] == {("x", 0): 4, ("y", 0): 1}  # not past what waited
+    assert not any(engine._waiting.values()) and not engine._held and not engine._paused
+
+
+@pytest.mark.broker
 def test_a_fused_stage_is_applied_when_fed_after_what_its_partition_held_at_assignment(kafka):
     """B is fused. Y already holds records (fed by a worker that read X before): they are
     read first; every record A feeds is then applied at once (offset -1), in feed order,
@@ -455,7 +554,7 @@ def test_feeding_the_same_bytes_twice_counts_once(output):
 
 @pytest.mark.broker
 def test_hand_over_memo_is_bounded_dropping_the_oldest(output):
-    assert Output.HAND_OVER_MAX == 10_000
+    assert Output.HAND_OVER_MAX == 20_000
     output.HAND_OVER_MAX = 3
     key = keys_in({1}, 1)[0]
     for i in range(6):
@@ -539,6 +638,43 @@ def test_a_fused_partition_opens_only_after_what_it_held_at_assignment_was_read(
     assert output.fusing == {(y, 0), (y, 1)} and output.opening == {}
     assert engine._done == {(y, 0): 4, (y, 1): 1}
     assert output.handed[y] == 1 and output.arrived(b"new-2")
+
+
+@pytest.mark.broker
+def test_a_fused_partition_opens_only_when_its_waiting_records_are_processed(output, monkeypatch):
+    """The fused stage is held while partition 0's records from before the assignment wait
+    here: the consumer has read past the barrier, but the partition opens only once they
+    are processed, so a new record is never applied before them."""
+    handled = []
+    y = output.topic
+    engine = Engine("unused:9092", "g", [Stage("B", [y], lambda msg, out: handled.append((msg.offset(), msg.value())),
+                                               lambda *a: None, feeds=["z"], fuse=True)], [])
+    engine.out, output.fused = output, {y: engine.stages[0].handle}
+
+    class Consumer_:
+        def get_watermark_offsets(self, tp, timeout):
+            return 0, 2
+
+        def position(self, tps):
+            return [TopicPartition(tp.topic, tp.partition, 2) for tp in tps]
+
+    engine.consumer = Consumer_()
+    engine.assigned = {y: {0}}
+    monkeypatch.setattr(engine_module, "true_end_offsets", lambda bootstrap, reported: dict(reported))
+    engine._set_barriers({y: {0}})
+    assert output.opening == {(y, 0): 2}
+    output.handed["z"] = engine.max_backlog + 1  # what B fed is far behind: B is held
+    engine._apply_back_pressure()
+    engine._process([_Msg(y, 0, 0, b"old-0"), _Msg(y, 0, 1, b"old-1")])
+    engine._pass_barriers()  # read up to the barrier, but nothing processed
+    assert handled == [] and (y, 0) not in output.fusing
+    output.feed(y, keys_in({0}, 1)[0], b"new", {})
+    assert handled == []  # waits behind the old records
+    output.handed["z"] = 0
+    engine._apply_back_pressure()
+    engine._process_released()
+    assert handled == [(0, b"old-0"), (1, b"old-1"), (-1, b"new")]
+    assert (y, 0) in output.fusing and output.opening == {}
 
 
 @pytest.mark.broker
