@@ -396,12 +396,12 @@ class Engine:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", err)
                 continue
-            name = by_topic[msg.topic()].name
-            queue = waiting[name]
-            if queue or name in held:  # over its backlog, or earlier records still wait: in order
+            stage = by_topic[msg.topic()]
+            queue = waiting[stage.name]
+            if queue or stage.name in held:  # over its backlog, or earlier records still wait: in order
                 queue.append(msg)
             else:
-                handle(msg)
+                handle(msg, stage)
                 handled += 1
         self.processed += handled
         metrics.publish_pending()
@@ -412,24 +412,26 @@ class Engine:
         return any(queue and name not in self._held for name, queue in self._waiting.items())
 
     def _process_released(self) -> None:
-        """Process the waiting records of stages no longer held, oldest first, up to a batch;
-        a stage held again meanwhile keeps the rest waiting."""
+        """Process the waiting records of stages no longer held, oldest first, up to a batch
+        (the rest wait for the next round, after the next back-pressure check)."""
         handled = 0
-        for name, queue in self._waiting.items():
-            while queue and name not in self._held and handled < self.batch_size:
-                self._handle(queue.popleft())
+        for stage in self.stages:
+            queue = self._waiting[stage.name]
+            if stage.name in self._held:
+                continue
+            while queue and handled < self.batch_size:
+                self._handle(queue.popleft(), stage)
                 handled += 1
         self.processed += handled
         metrics.publish_pending()
 
-    def _handle(self, msg) -> None:
-        """Process one record: its stage's handler, or a skip for a record already applied
+    def _handle(self, msg, stage: Stage) -> None:
+        """Process one record of ``stage``: its handler, or a skip for a record already applied
         when fed; a failure goes to the stage's dead-letter handler."""
         out, topic, partition = self.out, msg.topic(), msg.partition()
         if topic in out.fused and out.arrived(msg.value()):  # applied when this worker fed it
             self._done[(topic, partition)] = msg.offset() + 1
             return
-        stage = self._by_topic[topic]
         try:
             stage.handle(msg, out)
         except Exception as exc:  # never crash on input: the record goes to the dead-letter topic
@@ -609,9 +611,12 @@ class Engine:
             elif backlog > self.max_backlog:
                 held.add(name)
                 log.debug("%s held: backlog %d", name, backlog)
-            waiting, paused = len(self._waiting[name]), name in self._paused
-            if waiting > self.max_held if not paused else waiting <= self.max_held // 2:
-                self._pause(stage, not paused)
+            waiting = len(self._waiting[name])
+            if name not in self._paused:
+                if waiting > self.max_held:
+                    self._pause(stage, True)
+            elif waiting <= self.max_held // 2:
+                self._pause(stage, False)
 
     def _pause(self, stage: Stage, pause: bool) -> None:
         inputs = [TopicPartition(t, p) for t in stage.topics for p in self.assigned.get(t, ())]
