@@ -33,6 +33,7 @@ import re
 import unicodedata
 
 from .identity import IdKind, InvalidIdentity, classify
+from .sealed import Sealed
 
 CLOSE_MATCH_THRESHOLD = 0.85
 VERIFICATION_RESULTS = ("MATCH", "CLOSE_MATCH", "NO_MATCH", "NOT_POSSIBLE")
@@ -162,7 +163,9 @@ def enrich(payment_event: dict, payer, account_record, person_record, now: dt.da
     ``payer`` is the payer's registry entry (Payer or PayerRecord); ``account_record`` the
     register entry of ``payment_event["bank_account"]`` or None; ``person_record`` the
     population register entry of the payee or None; ``now`` the enrichment time (aware or
-    UTC). The event is deep-copied, never modified.
+    UTC). The event is never modified: a decoded event (``Sealed``, unchangeable) is
+    shared, so its ``payment`` is written from the bytes it was read from; any other dict
+    is copied.
 
     Protected identity: when the payee's person record says protected_identity, the
     municipality of residence is None (whatever the record holds), no address-like value
@@ -182,7 +185,7 @@ def enrich(payment_event: dict, payer, account_record, person_record, now: dt.da
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.timezone.utc)
     return {
-        "payment": _copy_event(payment_event),
+        "payment": payment_event if type(payment_event) is Sealed else _copy_event(payment_event),
         "payer_name": payer_rec["name"],
         "payer_kind": payer_rec["kind"],
         "payer_scope": payer_rec["scope"],
@@ -220,20 +223,38 @@ def _strip_event(event: dict) -> None:
         decision["circumstances"] = [c for c in decision.get("circumstances", []) if not c.get("patient_secrecy")]
 
 
+def _under_secrecy(event: dict) -> bool:
+    """Whether stripping would remove anything from this PaymentEvent."""
+    decision = event.get("decision")
+    if not decision:
+        return False
+    circumstances = decision.get("circumstances") or ()
+    if decision.get("patient_secrecy"):
+        return bool(circumstances)
+    return any(c.get("patient_secrecy") for c in circumstances)
+
+
+def _for_analysis(event: dict, allowed: bool) -> dict:
+    if type(event) is Sealed and (allowed or not _under_secrecy(event)):
+        return event  # unchangeable and nothing to remove: shared, written from its bytes
+    result = _copy_event(event)
+    if not allowed:
+        _strip_event(result)
+    return result
+
+
 def strip_patient_secrecy(payment_event: dict, allowed: bool) -> dict:
-    """A copy of the event for analysis (the input is never modified): unless ``allowed`` (the policy switch
+    """The event for analysis (the input is never modified): unless ``allowed`` (the policy switch
     ``PATIENT_SECRECY_IN_ANALYSIS``), every circumstance flagged patient_secrecy is removed,
     and when the whole decision is under patient secrecy all its circumstances are removed
     (decision_id, decision_date, legal_basis and the flag stay). Works on a PaymentEvent and
-    on an EnrichedPayment (its ``payment``). The input is never modified."""
+    on an EnrichedPayment (its ``payment``). A copy, except that a decoded PaymentEvent
+    (``Sealed``) with nothing to remove is itself the result (or the result's ``payment``)."""
     enriched = "payment" in payment_event and "payee_id" not in payment_event
-    if enriched:
-        result = {**payment_event, "payment": _copy_event(payment_event["payment"])}
-        for nested in ("verification",):
-            if isinstance(result.get(nested), dict):
-                result[nested] = dict(result[nested])
-    else:
-        result = _copy_event(payment_event)
-    if not allowed:
-        _strip_event(result["payment"] if enriched else result)
+    if not enriched:
+        return _for_analysis(payment_event, allowed)
+    result = {**payment_event, "payment": _for_analysis(payment_event["payment"], allowed)}
+    for nested in ("verification",):
+        if isinstance(result.get(nested), dict):
+            result[nested] = dict(result[nested])
     return result

@@ -14,16 +14,24 @@ citizen view) are ``Sealed`` dicts:
   name) and appends them again at the next commit; the compiled reader gives an item the
   bytes it was read from (after a restore, or a read from RocksDB).
 
+The payment event a payer sent is sealed too (with its decision and circumstances): the
+ledger stage writes it again inside every enriched and analysis record, and a decoded
+event that nothing changed (no circumstance under patient secrecy to remove, see
+``enrichment.strip_patient_secrecy``) is written from the bytes it was read from.
+
 Only the records named in ``SEALED_RECORDS`` are read as ``Sealed`` and written from
-their memo; anywhere else a ``Sealed`` is written like a dict.
+their memo; anywhere else a ``Sealed`` is written like a dict. A list inside a sealed
+record (a decision's circumstances) is a plain list: code that must change one works on a
+copy (``enrichment._copy_event``).
 """
 from __future__ import annotations
 
 #: the state items that the stages replace instead of changing (streams/account.py,
-#: streams/rules.py, streams/citizen_view.py)
+#: streams/rules.py, streams/citizen_view.py), and the received payment event
 SEALED_RECORDS = frozenset({
     "se.tkonto.state.PaymentState", "se.tkonto.state.Balance",
     "se.tkonto.state.TrackedPayment", "se.tkonto.state.CitizenItem",
+    "se.tkonto.PaymentEvent", "se.tkonto.Decision", "se.tkonto.Circumstance",
 })
 
 

@@ -730,12 +730,11 @@ def _with_decisions(codec, events):
     out = []
     for i, (payer, value) in enumerate(events):
         if i % 5 == 0:
-            record = codec.decode(value, expect="PaymentEvent")
-            record["decision"] = {
+            record = {**codec.decode(value, expect="PaymentEvent"), "decision": {
                 "decision_id": f"d-{i}", "decision_date": dt.date(2026, 6, 1 + i % 28), "legal_basis": "SoL 4 kap. 1 §",
                 "patient_secrecy": i % 15 == 0,
                 "circumstances": [{"name": "household_size", "value": str(1 + i % 4), "patient_secrecy": False},
-                                  {"name": "diagnosis_code", "value": "F32.1", "patient_secrecy": True}]}
+                                  {"name": "diagnosis_code", "value": "F32.1", "patient_secrecy": True}]}}
             value = codec.encode("PaymentEvent", record)
         out.append((payer, value))
     return out

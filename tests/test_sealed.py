@@ -152,8 +152,57 @@ def test_a_long_random_history_is_always_written_as_fastavro_writes_it():
     assert len(sealed) == len(account["payments"])  # every item carries its bytes after a write
 
 
-def test_only_the_state_items_are_sealed():
+def test_only_the_state_items_and_the_payment_event_are_sealed():
     assert SEALED_RECORDS == {"se.tkonto.state.PaymentState", "se.tkonto.state.Balance",
-                              "se.tkonto.state.TrackedPayment", "se.tkonto.state.CitizenItem"}
-    event = codec.decode(codec.encode("PaymentEvent", payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 1)))
-    assert type(event) is dict
+                              "se.tkonto.state.TrackedPayment", "se.tkonto.state.CitizenItem",
+                              "se.tkonto.PaymentEvent", "se.tkonto.Decision", "se.tkonto.Circumstance"}
+    entry = codec.decode(codec.encode("se.tkonto.state.Account", new_account(PAYEE)))
+    assert type(entry) is dict
+
+
+def decision(*secret: bool, whole: bool = False) -> dict:
+    return {"decision_id": "d-1", "decision_date": dt.date(2026, 10, 1), "legal_basis": "SoL 4 kap. 1 §",
+            "patient_secrecy": whole,
+            "circumstances": [{"name": f"c{i}", "value": str(i), "patient_secrecy": s} for i, s in enumerate(secret)]}
+
+
+def enriched_for_analysis(event: dict, allowed: bool) -> dict:
+    from streams.enrichment import enrich, strip_patient_secrecy
+    return strip_patient_secrecy(enrich(event, STOCKHOLM, None, None, NOW), allowed)
+
+
+@pytest.mark.parametrize("event_decision", [None, decision(False, False), decision(), decision(whole=True)])
+def test_a_received_payment_event_is_written_again_from_its_own_bytes(event_decision):
+    """Nothing to remove for analysis: the enriched record carries the decoded event itself,
+    and its payment is the very bytes the payer sent."""
+    sent = {**payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 1), "decision": event_decision}
+    data = codec.encode("PaymentEvent", sent)
+    event = codec.decode(data, expect="PaymentEvent")
+    assert type(event) is Sealed and event.memo == ("se.tkonto.PaymentEvent", data[HEADER_LEN:])
+    with pytest.raises(TypeError, match="never changed in place"):
+        event["amount_ore"] = 2
+    if event_decision:
+        with pytest.raises(TypeError, match="never changed in place"):
+            event["decision"]["patient_secrecy"] = True
+    record = enriched_for_analysis(event, allowed=False)
+    assert record["payment"] is event
+    body = encoded_body("EnrichedPayment", record)
+    assert body == fastavro_body("EnrichedPayment", record) and data[HEADER_LEN:] in body
+
+
+@pytest.mark.parametrize("event_decision, kept", [
+    (decision(False, True, False), ["c0", "c2"]), (decision(True), []), (decision(False, whole=True), []),
+])
+def test_what_patient_secrecy_removes_never_comes_back_from_the_bytes(event_decision, kept):
+    sent = {**payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 1), "decision": event_decision}
+    event = codec.decode(codec.encode("PaymentEvent", sent), expect="PaymentEvent")
+    record = enriched_for_analysis(event, allowed=False)
+    assert record["payment"] is not event and type(record["payment"]) is dict
+    assert [c["name"] for c in record["payment"]["decision"]["circumstances"]] == kept
+    body = encoded_body("EnrichedPayment", record)
+    assert body == fastavro_body("EnrichedPayment", record)
+    written = codec.decode(codec.encode("EnrichedPayment", record), expect="EnrichedPayment")
+    assert [c["name"] for c in written["payment"]["decision"]["circumstances"]] == kept
+    assert len(event["decision"]["circumstances"]) == len(event_decision["circumstances"])  # input untouched
+    allowed = enriched_for_analysis(event, allowed=True)  # the policy switch on: nothing removed
+    assert allowed["payment"] is event
