@@ -281,7 +281,8 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
     st = {**state, "payments": list(state["payments"])} if state else {
         "kind": kind, "key": key, "next_seq": 1, "watermark": None, "payments": []}
     day = min(_day_of(ev["event_time"]), _day_of(enriched["enriched_at"]))
-    if st["watermark"] is None or day > st["watermark"]:
+    moved = st["watermark"] is None or day > st["watermark"]
+    if moved:
         st["watermark"] = day
     horizon = st["watermark"] - _days(th.retention_days)
     payer_id, payment_id = ev["payer_id"], ev["payment_id"]
@@ -319,7 +320,7 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
                 step.payment = _set_status(st, index, event_type)
             step.counts = True
     # what is stored was kept by the horizon: only the size cap can have dropped it
-    if _prune(st, horizon, th.max_payments) and step.stored and step.payment is not None \
+    if _prune(st, horizon, th.max_payments, moved) and step.stored and step.payment is not None \
             and not any(p is step.payment for p in st["payments"]):
         step.stored = False  # pruned by the size cap: compared no further
     return step
@@ -336,14 +337,21 @@ def _set_status(st: dict, index: int, status: str) -> dict:
     return changed
 
 
-def _prune(st: dict, horizon: dt.date, cap: int) -> bool:
+def _prune(st: dict, horizon: dt.date, cap: int, moved: bool = True) -> bool:
     """Drop what ended before ``horizon``, then all but the ``cap`` latest (True if the cap
-    dropped any). Runs on every event and seldom drops anything: the list is rebuilt only then."""
+    dropped any). Runs on every event and seldom drops anything: the list is rebuilt only then.
+
+    The list is searched for what ended before ``horizon`` only when the horizon ``moved``
+    (the state's watermark, a day, advanced). Otherwise there is none: every stored state
+    was pruned at its watermark's horizon when it was written, and a payment is stored only
+    if it ends on or after it. (A smaller ``TKONTO_RULE_STATE_RETENTION_DAYS`` after a
+    restart therefore applies to a state from the next day its watermark reaches.)"""
     payments = st["payments"]
-    for p in payments:
-        if p["payout_date"] < horizon and p["period_end"] < horizon:  # _last_day(p) < horizon
-            payments = st["payments"] = [p for p in payments if _last_day(p) >= horizon]
-            break
+    if moved:
+        for p in payments:
+            if p["payout_date"] < horizon and p["period_end"] < horizon:  # _last_day(p) < horizon
+                payments = st["payments"] = [p for p in payments if _last_day(p) >= horizon]
+                break
     if len(payments) <= cap:
         return False
     keep = sorted(payments, key=lambda p: (p["payout_date"], p["seq"]))[-cap:]

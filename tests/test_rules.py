@@ -368,6 +368,42 @@ def test_state_is_pruned_to_the_retention_window():
     assert old == state and [h["rule_id"] for h in hits] == ["ACCOUNT_NOT_HELD"]
 
 
+def test_retention_scan_only_when_the_watermark_moves_is_exact(monkeypatch):
+    """_prune looks for payments older than the horizon only when the watermark moved: over
+    a random stream (events late and early, status changes, days with many events) the
+    states and hits are those of a scan on every event."""
+    import random
+
+    from streams import rules
+
+    rnd = random.Random(7)
+    records = []
+    for i in range(800):
+        payout = D(2026, 1, 1) + dt.timedelta(days=rnd.randrange(400))
+        first = payout.replace(day=1)
+        at = dt.datetime.combine(payout - dt.timedelta(days=rnd.randrange(-20, 40)), dt.time(6),
+                                 tzinfo=dt.timezone.utc)
+        records.append(enriched(f"r{rnd.randrange(400)}", payee=rnd.choice([PAYEE, OTHER]),
+                                payer=rnd.choice([FK, STHLM, GBG]), event_type=rnd.choice(
+                                    ["PLANNED", "EXECUTED", "EXECUTED", "CANCELLED", "RECLAIMED"]),
+                                category=rnd.choice(["SICKNESS_BENEFIT", "SOCIAL_ASSISTANCE", "PARENTAL_BENEFIT"]),
+                                amount=rnd.choice([500_000, 2_000_000]), period=(first, payout), payout=payout,
+                                at=at))
+    records.sort(key=lambda r: r["payment"]["event_time"] + dt.timedelta(days=rnd.randrange(5)))  # a bit late
+    th = TH
+    results = {}
+    for mode in ("skip", "always"):
+        if mode == "always":
+            prune = rules._prune
+            monkeypatch.setattr(rules, "_prune", lambda st, horizon, cap, moved=True: prune(st, horizon, cap, True))
+        results[mode] = [run([r for r in records if r["payment"]["payee_id"] == PAYEE], evaluate_payee, th),
+                         run(records, evaluate_account, th)]  # one account, two payees
+    assert results["skip"] == results["always"]
+    (payee_state, payee_hits), (account_state, _) = results["skip"]
+    assert 10 < len(payee_state["payments"]) < len(account_state["payments"]) < th.max_payments  # by the horizon
+    assert payee_hits  # the rules ran on the kept payments
+
+
 def test_state_is_capped_at_max_payments():
     th = dataclasses.replace(TH, max_payments=10)
     state, _ = run([enriched(f"t{i}", category="PATIENT_TRAVEL", amount=10_000 + i,
