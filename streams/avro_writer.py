@@ -170,7 +170,7 @@ class _Compiler(SchemaCompiler):
         resolved = self.resolve(schema)
         if isinstance(resolved, dict) and resolved.get("type") == "record" and resolved["name"] in self.sealed:
             memo = self.var("m")
-            body.append(f"{indent}{memo} = {expr}.memo if type({expr}) is Sealed else None")
+            body.append(f"{indent}{memo} = getattr({expr}, 'memo', None) if type({expr}) is Sealed else None")
             body.append(f"{indent}if {memo} is not None and {memo}[0] == {self.const(resolved['name'])}: "
                         f"out += {memo}[1]")
             body.append(f"{indent}else: {self.record_function(resolved)}({expr}, out)")
@@ -217,7 +217,7 @@ class _Compiler(SchemaCompiler):
         if sealed:  # written before and unchanged since (it cannot change): the same bytes again
             name = self.const(schema["name"])
             body += ["    if type(r) is Sealed:",
-                     "        memo = r.memo",
+                     "        memo = getattr(r, 'memo', None)",
                      f"        if memo is not None and memo[0] == {name}: out += memo[1]; return",
                      "        start = len(out)",
                      "    elif type(r) is not dict: raise TypeError('expected a dict')",

@@ -12,7 +12,7 @@ from fastavro import schemaless_writer
 from streams import citizen_view, rules
 from streams.account import new_account, register
 from streams.codec import HEADER_LEN, default_codec
-from streams.sealed import SEALED_RECORDS, Sealed
+from streams.sealed import SEALED_RECORDS, Sealed, memo_of
 from tests.conftest import GOTEBORG, STOCKHOLM, payment
 
 PAYEE = "198112189876"
@@ -46,7 +46,7 @@ def test_copies_are_new_sealed_items_without_the_memo_and_a_change_is_a_plain_di
     item = Sealed(status="PLANNED", amount_ore=100)
     item.memo = ("se.tkonto.state.Balance", b"x")
     for twin in (copy.copy(item), copy.deepcopy(item), pickle.loads(pickle.dumps(item))):
-        assert type(twin) is Sealed and twin == item and twin.memo is None
+        assert type(twin) is Sealed and twin == item and memo_of(twin) is None
     changed = {**item, "status": "EXECUTED"}
     assert type(changed) is dict and item["status"] == "PLANNED"
 
@@ -55,7 +55,7 @@ def test_the_writer_keeps_a_sealed_items_bytes_and_writes_them_again():
     account = new_account(PAYEE)
     register(account, payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 500_00), NOW)
     state = account["payments"][f"{STOCKHOLM.payer_id}:p1"]
-    assert type(state) is Sealed and state.memo is None
+    assert type(state) is Sealed and memo_of(state) is None
     body = encoded_body("se.tkonto.state.Account", account)
     assert body == fastavro_body("se.tkonto.state.Account", account)
     name, item_bytes = state.memo
@@ -100,7 +100,7 @@ def test_registration_replaces_the_payment_state_and_leaves_the_old_one_as_it_wa
     codec.encode("se.tkonto.state.Account", account)  # memos set
     register(account, payment(STOCKHOLM, PAYEE, "p1", "EXECUTED", 450_00, payout=dt.date(2026, 12, 1)), NOW)
     executed = account["payments"][key]
-    assert executed is not planned and type(executed) is Sealed and executed.memo is None
+    assert executed is not planned and type(executed) is Sealed and memo_of(executed) is None
     assert planned["status"] == "PLANNED" and set(planned["applied"]) == {"PLANNED"}
     assert executed["status"] == "EXECUTED" and set(executed["applied"]) == {"PLANNED", "EXECUTED"}
     assert (executed["amount_ore"], executed["month"]) == (450_00, "2026-12")
@@ -148,7 +148,7 @@ def test_a_long_random_history_is_always_written_as_fastavro_writes_it():
         if n % 50 == 49:
             account = codec.decode(data, expect="se.tkonto.state.Account")
     assert written > 250 and len(account["payments"]) > 100
-    sealed = [s for s in account["payments"].values() if s.memo is not None]
+    sealed = [s for s in account["payments"].values() if memo_of(s) is not None]
     assert len(sealed) == len(account["payments"])  # every item carries its bytes after a write
 
 
