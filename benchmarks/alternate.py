@@ -15,12 +15,14 @@ run and the means, and exits non-zero if any ledger was not exact.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +37,9 @@ from streams.settings import Settings
 workers, events, offered, rate, payees = sys.argv[1:6]
 sim, saturated, offered_events = bench.make_emissions(int(payees), int(events), int(offered))
 settings = Settings.from_env().with_overrides(bootstrap_servers="")
-rows = bench.run_pipeline("alternate", int(workers), Path(tempfile.mkdtemp(prefix="tkonto-alternate-")),
-                          sim, saturated, offered_events, float(rate), settings, False)
+with tempfile.TemporaryDirectory(prefix="tkonto-alternate-") as workdir:
+    rows = bench.run_pipeline("alternate", int(workers), Path(workdir),
+                              sim, saturated, offered_events, float(rate), settings, False)
 print("ROWS " + json.dumps([dataclasses.asdict(row) for row in rows]))
 """
 
@@ -58,6 +61,26 @@ def checkout(rev: str, into: Path) -> Path:
 
 def remove(path: Path) -> None:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
+@contextlib.contextmanager
+def checked_out(revs: tuple[str, ...], prefix: str) -> Iterator[list[tuple[str, Path]]]:
+    """(label, path) of each revision: a temporary git worktree, removed at the end; an
+    empty revision is the working tree as it is."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        made: list[Path] = []
+        try:
+            versions = []
+            for rev in revs:
+                if rev:
+                    made.append(checkout(rev, Path(tmp)))
+                    versions.append((rev, made[-1]))
+                else:
+                    versions.append(("working tree", ROOT))
+            yield versions
+        finally:
+            for path in made:
+                remove(path)
 
 
 def run_once(path: Path, args) -> list[dict]:
@@ -100,17 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         print("alternate: --rounds, --events, --payees and --rate must be positive, --offered not negative",
               file=sys.stderr)
         return 2
-    made: list[Path] = []
     results: dict[str, list[list[dict]]] = {}
     try:
-        with tempfile.TemporaryDirectory(prefix="tkonto-alternate-") as tmp:
-            versions = []
-            for rev in (args.old, args.new):
-                if rev:
-                    made.append(checkout(rev, Path(tmp)))
-                    versions.append((rev, made[-1]))
-                else:
-                    versions.append(("working tree", ROOT))
+        with checked_out((args.old, args.new), "tkonto-alternate-") as versions:
             for n in range(1, args.rounds + 1):
                 # the order swaps every round (ABBA): here the run second in a round used more
                 # CPU per event in 7 of 9 rounds, whichever version it was
@@ -118,15 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows = run_once(path, args)
                     results.setdefault(label, []).append(rows)
                     print(f"round {n}: {summary(label, rows)}", flush=True)
-            for path in made:
-                remove(path)
-            made = []
     except AlternateError as exc:
         print(f"alternate: {exc}", file=sys.stderr)
         return 2
-    finally:
-        for path in made:
-            remove(path)
     print(f"\nmeans over {args.rounds} round(s), {args.workers} worker(s), {args.events:,} events saturated, "
           f"{args.offered:,} offered at {args.rate:,.0f}/s:")
     for label, runs in results.items():

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from alternate import ROOT, AlternateError, checkout, remove
+from alternate import AlternateError, checked_out
 
 #: engine_stages of the checkout, its stage pass wrapped in functools.reduce
 DRIVER = """
@@ -79,27 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("instructions: valgrind not found; install it (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    made: list[Path] = []
     counts: dict[str, int] = {}
     try:
-        with tempfile.TemporaryDirectory(prefix="tkonto-instructions-") as tmp:
-            for rev in (args.old, args.new):
-                if rev:
-                    made.append(checkout(rev, Path(tmp)))
-                    label, path = rev, made[-1]
-                else:
-                    label, path = "working tree", ROOT
+        with checked_out((args.old, args.new), "tkonto-instructions-") as versions:
+            for label, path in versions:
                 counts[label] = count(path, args.events, args.payees)
                 print(f"{label:>12}  {counts[label] / args.events:12,.0f} instructions per event", flush=True)
-            for path in made:
-                remove(path)
-            made = []
     except AlternateError as exc:
         print(f"instructions: {exc}", file=sys.stderr)
         return 2
-    finally:
-        for path in made:
-            remove(path)
     old, new = counts.values()
     print(f"{args.events:,} events over {args.payees:,} payees: {(new - old) / args.events:+,.0f} per event "
           f"({(new - old) / old * 100:+.2f} %)")
