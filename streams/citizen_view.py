@@ -97,6 +97,9 @@ def _iso_instant(value) -> str:
 
 def bank_account_hint(account: str | None) -> str:
     """Only the last four digits of a bank account: '8327-9123456789' -> '****6789'."""
+    tail = account[-4:] if account else ""
+    if len(tail) == 4 and tail.isdigit():  # the usual form: ends in four digits
+        return "****" + tail
     digits = "".join(ch for ch in (account or "") if ch.isdigit())
     if len(digits) < 4:
         return "****"

@@ -47,6 +47,8 @@ def test_bank_account_hint_keeps_only_the_last_four_digits():
     assert bank_account_hint("8327-9123456789") == "****6789"
     assert bank_account_hint("123") == "****"
     assert bank_account_hint(None) == "****"
+    assert bank_account_hint("8327-91234567 8 9") == "****6789"  # digits, wherever they are
+    assert bank_account_hint("12-34") == "****1234"
 
 
 def test_citizen_item_is_exactly_the_visible_subset():
