@@ -213,25 +213,24 @@ def _copy_event(event: dict) -> dict:
     return out
 
 
+def _visible_circumstances(decision: dict) -> list[dict]:
+    """The circumstances analysis may see: none when the whole decision is under patient
+    secrecy, else those not flagged patient_secrecy."""
+    if decision.get("patient_secrecy"):
+        return []
+    return [c for c in decision.get("circumstances") or () if not c.get("patient_secrecy")]
+
+
 def _strip_event(event: dict) -> None:
     decision = event.get("decision")
-    if not decision:
-        return
-    if decision.get("patient_secrecy"):
-        decision["circumstances"] = []
-    else:
-        decision["circumstances"] = [c for c in decision.get("circumstances", []) if not c.get("patient_secrecy")]
+    if decision:
+        decision["circumstances"] = _visible_circumstances(decision)
 
 
 def _under_secrecy(event: dict) -> bool:
     """Whether stripping would remove anything from this PaymentEvent."""
     decision = event.get("decision")
-    if not decision:
-        return False
-    circumstances = decision.get("circumstances") or ()
-    if decision.get("patient_secrecy"):
-        return bool(circumstances)
-    return any(c.get("patient_secrecy") for c in circumstances)
+    return bool(decision) and len(_visible_circumstances(decision)) != len(decision.get("circumstances") or ())
 
 
 def _for_analysis(event: dict, allowed: bool) -> dict:
