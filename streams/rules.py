@@ -337,7 +337,7 @@ def _set_status(st: dict, index: int, status: str) -> dict:
     return changed
 
 
-def _prune(st: dict, horizon: dt.date, cap: int, moved: bool = True) -> bool:
+def _prune(st: dict, horizon: dt.date, cap: int, moved: bool) -> bool:
     """Drop what ended before ``horizon``, then all but the ``cap`` latest (True if the cap
     dropped any). Runs on every event and seldom drops anything: the list is rebuilt only then.
 

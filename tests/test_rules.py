@@ -395,7 +395,7 @@ def test_retention_scan_only_when_the_watermark_moves_is_exact(monkeypatch):
     for mode in ("skip", "always"):
         if mode == "always":
             prune = rules._prune
-            monkeypatch.setattr(rules, "_prune", lambda st, horizon, cap, moved=True: prune(st, horizon, cap, True))
+            monkeypatch.setattr(rules, "_prune", lambda st, horizon, cap, moved: prune(st, horizon, cap, True))
         results[mode] = [run([r for r in records if r["payment"]["payee_id"] == PAYEE], evaluate_payee, th),
                          run(records, evaluate_account, th)]  # one account, two payees
     assert results["skip"] == results["always"]
