@@ -223,7 +223,8 @@ class _Compiler(SchemaCompiler):
                      "    elif type(r) is not dict: raise TypeError('expected a dict')",
                      "    else: start = -1"]
         else:
-            body.append("    if type(r) is not dict and type(r) is not Sealed: raise TypeError('expected a dict')")
+            body.append("    if type(r) is not dict and not isinstance(r, dict):")  # e.g. Sealed, rules._State
+            body.append("        raise TypeError('expected a dict')")
         for field in schema["fields"]:
             local = self.var("f")
             if "default" in field:

@@ -89,6 +89,21 @@ def test_compiled_writer_writes_fastavros_bytes_for_random_records(name):
         assert compiled_bytes(name, record) == fastavro_bytes(name, record), record
 
 
+def test_a_dict_subclass_is_written_by_the_compiled_writer_as_fastavro_writes_it():
+    """A record may be a dict subclass with attributes of its own (a rule state with its
+    indexes, rules._State): fastavro writes its items, and so does the compiled writer."""
+    class Indexed(dict):
+        __slots__ = ("index",)
+
+    name = "se.tkonto.state.AnalysisState"
+    parsed = default_codec().schema(name).parsed
+    rnd = random.Random(name)
+    for _ in range(50):
+        state = Indexed(random_value(parsed, parsed["__named_schemas"], rnd))
+        state.index = {}
+        assert compiled_bytes(name, state) == fastavro_bytes(name, state), state
+
+
 def test_codec_output_is_fastavros_for_a_real_payment():
     codec = default_codec()
     event = payment(STOCKHOLM, "198112189876", "p-1", "PLANNED", 512300)

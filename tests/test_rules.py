@@ -368,28 +368,35 @@ def test_state_is_pruned_to_the_retention_window():
     assert old == state and [h["rule_id"] for h in hits] == ["ACCOUNT_NOT_HELD"]
 
 
-def test_retention_scan_only_when_the_watermark_moves_is_exact(monkeypatch):
-    """_prune looks for payments older than the horizon only when the watermark moved: over
-    a random stream (events late and early, status changes, days with many events) the
-    states and hits are those of a scan on every event."""
+def random_stream(seed: int, n: int, payees: list[str]) -> list[dict]:
+    """``n`` events of 400 payment ids from three payers (the same id from two payers is two
+    payments), with status changes, late and early events, and days with many events."""
     import random
 
-    from streams import rules
-
-    rnd = random.Random(7)
+    rnd = random.Random(seed)
     records = []
-    for i in range(800):
+    for i in range(n):
         payout = D(2026, 1, 1) + dt.timedelta(days=rnd.randrange(400))
         first = payout.replace(day=1)
         at = dt.datetime.combine(payout - dt.timedelta(days=rnd.randrange(-20, 40)), dt.time(6),
                                  tzinfo=dt.timezone.utc)
-        records.append(enriched(f"r{rnd.randrange(400)}", payee=rnd.choice([PAYEE, OTHER]),
+        records.append(enriched(f"r{rnd.randrange(400)}", payee=rnd.choice(payees),
                                 payer=rnd.choice([FK, STHLM, GBG]), event_type=rnd.choice(
                                     ["PLANNED", "EXECUTED", "EXECUTED", "CANCELLED", "RECLAIMED"]),
                                 category=rnd.choice(["SICKNESS_BENEFIT", "SOCIAL_ASSISTANCE", "PARENTAL_BENEFIT"]),
                                 amount=rnd.choice([500_000, 2_000_000]), period=(first, payout), payout=payout,
                                 at=at))
     records.sort(key=lambda r: r["payment"]["event_time"] + dt.timedelta(days=rnd.randrange(5)))  # a bit late
+    return records
+
+
+def test_retention_scan_only_when_the_watermark_moves_is_exact(monkeypatch):
+    """_prune looks for payments older than the horizon only when the watermark moved: over
+    a random stream (events late and early, status changes, days with many events) the
+    states and hits are those of a scan on every event."""
+    from streams import rules
+
+    records = random_stream(7, 800, payees=[PAYEE, OTHER])
     th = TH
     results = {}
     for mode in ("skip", "always"):
@@ -414,6 +421,46 @@ def test_state_is_capped_at_max_payments():
     account_state, _ = run([shared(f"a{i}", PAYEE, D(2026, 11, 1) + dt.timedelta(days=i % 28)) for i in range(40)],
                            evaluate_account, th=th)
     assert len(account_state["payments"]) == 10
+
+
+@pytest.mark.parametrize("indexed_from", [0, None, 10_000])  # None: the default INDEXED_FROM
+@pytest.mark.parametrize("max_payments", [200, 10])
+def test_a_state_carried_from_event_to_event_is_one_read_back_every_time(max_payments, indexed_from, monkeypatch):
+    """A state returned by the rules may carry indexes of its payments that are not stored
+    (``rules._State``, from ``INDEXED_FROM`` payments); a state read from the changelog or
+    RocksDB is a plain dict and gets them anew. Over a random stream, with the size cap
+    pruning on every event or not, and indexes from the first payment, from the default
+    size or never, a state passed on as returned gives the same states and hits as one
+    encoded and decoded before every event."""
+    from streams import rules
+
+    if indexed_from is None:
+        indexed_from = rules.INDEXED_FROM
+    monkeypatch.setattr(rules, "INDEXED_FROM", indexed_from)
+    codec = default_codec()
+    th = dataclasses.replace(TH, max_payments=max_payments)
+    records = random_stream(11, 600, payees=[PAYEE, OTHER, THIRD])
+    rules_hit = set()
+    for evaluate, events in ((evaluate_payee, [r for r in records if r["payment"]["payee_id"] == PAYEE]),
+                             (evaluate_account, records)):  # one account, three payees
+        carried = read_back = None
+        hits = {"carried": [], "read back": []}
+        sizes, indexed = set(), False
+        for r in events:
+            carried, found = evaluate(carried, r, th)
+            hits["carried"] += found
+            read_back, found = evaluate(read_back, r, th)
+            hits["read back"] += found
+            assert carried == read_back
+            read_back = codec.decode(codec.encode("se.tkonto.state.AnalysisState", read_back))
+            assert read_back == carried and type(read_back) is dict
+            sizes.add(len(carried["payments"]))
+            indexed |= type(carried) is rules._State
+        assert hits["carried"] == hits["read back"]
+        assert indexed == (indexed_from < max(sizes))
+        assert max(sizes) == 10 if max_payments == 10 else 10 < max(sizes) < max_payments
+        rules_hit |= {h["rule_id"] for h in hits["carried"]}
+    assert {"SHARED_ACCOUNT", "DUPLICATE_PAYMENT"} <= rules_hit
 
 
 # -- catalogue and thresholds -------------------------------------------------------------------
