@@ -293,7 +293,10 @@ class _State(dict):
     Copy on write, like the payments: the next state shares the indexes
     (``_next_indexed``), and ``_add_to_index`` copies one only when it adds to it. Changing
     a status keeps a payment's position, and a prune builds the list and the indexes anew.
-    So an input state is never changed."""
+    So an input state is never changed.
+
+    Memory: ~100 bytes a payment (a tracked payment's dict alone is ~470), only in
+    decoded states: with ``rocksdb://`` the cached ones."""
 
     __slots__ = ("at", "payees")
 
