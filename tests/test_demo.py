@@ -27,10 +27,18 @@ def alive(pid: int) -> bool:
         return fh.read().split()[2] != "Z"
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """In the child: SIGINT at its default, as a terminal's foreground process has it. A
+    command started in the background of a non-interactive shell inherits SIGINT ignored,
+    and Python then installs no KeyboardInterrupt handler: a test suite run that way would
+    see the demo ignore Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_demo(*args):
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     return subprocess.Popen([sys.executable, "-m", "streams.cli", "demo", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+                            stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=ctrl_c_as_in_a_terminal)
 
 
 def test_demo_runs_and_prints_the_summary():
