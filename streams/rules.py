@@ -424,22 +424,20 @@ def _prune(st: dict, horizon: dt.date, cap: int, moved: bool) -> bool:
     was pruned at its watermark's horizon when it was written, and a payment is stored only
     if it ends on or after it. (A smaller ``TKONTO_RULE_STATE_RETENTION_DAYS`` after a
     restart therefore applies to a state from the next day its watermark reaches.)"""
-    payments = st["payments"]
+    payments = before = st["payments"]
     if moved:
         for p in payments:
             if p["payout_date"] < horizon and p["period_end"] < horizon:  # _last_day(p) < horizon
                 payments = st["payments"] = [p for p in payments if _last_day(p) >= horizon]
-                if type(st) is _State:
-                    _index(st)
                 break
-    if len(payments) <= cap:
-        return False
-    keep = sorted(payments, key=lambda p: (p["payout_date"], p["seq"]))[-cap:]
-    ids = {id(p) for p in keep}
-    st["payments"] = [p for p in payments if id(p) in ids]
-    if type(st) is _State:
-        _index(st)
-    return True
+    capped = len(payments) > cap
+    if capped:
+        keep = sorted(payments, key=lambda p: (p["payout_date"], p["seq"]))[-cap:]
+        ids = {id(p) for p in keep}
+        st["payments"] = [p for p in payments if id(p) in ids]
+    if st["payments"] is not before and type(st) is _State:
+        _index(st)  # the positions moved: once, after both prunes
+    return capped
 
 
 def _earlier(st: dict, p: dict) -> list[dict]:
