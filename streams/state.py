@@ -8,6 +8,10 @@ in between: a payee's PLANNED and EXECUTED events often arrive close together. V
 hot path (``memory://``), or as Avro bytes in RocksDB with a bounded cache of decoded
 values (``rocksdb://``, for state larger than memory). A value restored from the changelog
 stays bytes until it is first read.
+
+A store whose values are one map of records that only grow (``Entries``: the citizen
+views) writes each changed entry as a record of its own instead of the whole value: a
+change then costs one entry's bytes, however many the value holds.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import logging
 import shutil
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -27,25 +32,59 @@ log = logging.getLogger(__name__)
 
 Write = Callable[[str, bytes, bytes, int], None]  # topic, key, value, partition
 
+#: between a value's key and an entry's key, in the changelog keys of a store with ``Entries``
+ENTRY_SEP = b"\x00"
+
+
+@dataclass(frozen=True)
+class Entries:
+    """The values of a store are ``{field: map}`` and nothing else, and an entry of the map
+    is never removed, only added or replaced. Each changed entry is then written to the
+    changelog as a record of its own: key = the value's key + ``ENTRY_SEP`` + the entry's
+    key, value = a ``schema`` record ``{"item": entry}``. A value is the union of its
+    entries' latest records (and of a whole record written before entries were).
+
+    Only for such values: without Kafka transactions, a crash can leave some of a commit's
+    records written and others not. An entry written without the others is still a value
+    the map could have had (each entry stands alone, and the records that changed it are
+    read again and fold idempotently). A value with more than its map, such as an account
+    whose sequence and balances follow from its payments, could be restored inconsistent
+    that way: accounts and rule states are written whole."""
+
+    field: str
+    schema: str  # a record with one field, "item": the map's value type
+
+
+class _Pieces:
+    """A value of a store with ``Entries``, restored and not decoded yet: its whole record
+    (bytes; or its decoded value, when this worker held it; or None) and its entries' records."""
+
+    __slots__ = ("whole", "entries")
+
+    def __init__(self, whole):
+        self.whole = whole
+        self.entries: dict[str, bytes] = {}
+
 
 class MemoryPartition:
     """Decoded values in a dict; bytes until first read after a restore."""
 
-    def __init__(self, decode: Callable[[bytes], Any]):
+    def __init__(self, decode: Callable[[bytes | _Pieces], Any]):
         self._data: dict[bytes, Any] = {}
         self._decode = decode
         self.dirty: set[bytes] = set()
+        self.changed_entries: dict[bytes, set[str | None]] = {}  # with Entries: what to write (None: all)
 
     def get(self, key: bytes) -> Any:
         value = self._data.get(key)
-        if value.__class__ is bytes:
+        if value.__class__ is bytes or value.__class__ is _Pieces:
             value = self._data[key] = self._decode(value)
         return value
 
     def peek(self, key: bytes) -> Any:
         """Read from another thread (the web server): nothing is changed."""
         value = self._data.get(key)
-        return self._decode(value) if value.__class__ is bytes else value
+        return self._decode(value) if value.__class__ is bytes or value.__class__ is _Pieces else value
 
     def put(self, key: bytes, value: Any) -> None:
         self._data[key] = value
@@ -53,6 +92,9 @@ class MemoryPartition:
 
     def persist(self, key: bytes, encoded: bytes) -> None:
         pass  # the dict holds the value itself
+
+    def persist_entry(self, key: bytes, entry_key: bytes, encoded: bytes) -> None:
+        pass
 
     def trim(self) -> None:
         pass
@@ -62,6 +104,15 @@ class MemoryPartition:
             self._data.pop(key, None)
         else:
             self._data[key] = encoded
+
+    def load_entry(self, key: bytes, name: str, encoded: bytes | None) -> None:
+        pieces = self._data.get(key)
+        if pieces.__class__ is not _Pieces:
+            pieces = self._data[key] = _Pieces(pieces)
+        if encoded is None:
+            pieces.entries.pop(name, None)
+        else:
+            pieces.entries[name] = encoded
 
     def __len__(self) -> int:
         return len(self._data)
@@ -90,7 +141,8 @@ class RocksPartition:
         table.set_block_cache(cls._block_cache)
         return table
 
-    def __init__(self, decode: Callable[[bytes], Any], path: Path, cache_size: int):
+    def __init__(self, decode: Callable[[bytes | _Pieces], Any], path: Path, cache_size: int,
+                 entries: bool = False):
         from rocksdict import Options, Rdict, WriteOptions
 
         shutil.rmtree(path, ignore_errors=True)  # the changelog is the truth: start empty, restore
@@ -109,13 +161,33 @@ class RocksPartition:
         self._decode = decode
         self._count = 0
         self.dirty: set[bytes] = set()  # changed since the last flush: kept in the cache until persisted
+        self.changed_entries: dict[bytes, set[str | None]] = {}  # with Entries: what to write (None: all)
+        #: with Entries, a value's entries are kept under their changelog keys, and its own key
+        #: holds a whole record written before entries were, or b"" (none)
+        self._entries = entries
+
+    def _read(self, key: bytes) -> bytes | _Pieces | None:
+        raw = self._db.get(key)
+        if not self._entries or raw is None:
+            return raw
+        pieces = _Pieces(raw or None)
+        prefix = key + ENTRY_SEP
+        it = self._db.iter()
+        it.seek(prefix)
+        while it.valid():
+            entry_key = it.key()
+            if not entry_key.startswith(prefix):
+                break
+            pieces.entries[entry_key[len(prefix):].decode()] = it.value()
+            it.next()
+        return pieces
 
     def get(self, key: bytes) -> Any:
         value = self._cache.get(key)
         if value is not None:
             self._cache.move_to_end(key)
             return value
-        raw = self._db.get(key)
+        raw = self._read(key)
         if raw is None:
             return None
         value = self._decode(raw)
@@ -127,7 +199,7 @@ class RocksPartition:
         value = self._cache.get(key)  # a changed value not yet persisted is only here
         if value is not None:
             return value
-        raw = self._db.get(key)
+        raw = self._read(key)
         return self._decode(raw) if raw is not None else None
 
     def _remember(self, key: bytes, value: Any) -> None:
@@ -148,6 +220,12 @@ class RocksPartition:
             self._count += 1
         self._db[key] = encoded
 
+    def persist_entry(self, key: bytes, entry_key: bytes, encoded: bytes) -> None:
+        if key not in self._db:
+            self._count += 1
+            self._db[key] = b""
+        self._db[entry_key] = encoded
+
     def trim(self) -> None:
         """Back to the cache's size once the dirty values are persisted (oldest first)."""
         while len(self._cache) > self._cache_size:
@@ -156,13 +234,26 @@ class RocksPartition:
     def load(self, key: bytes, encoded: bytes | None) -> None:
         self._cache.pop(key, None)
         exists = key in self._db
-        if encoded is None:
+        if encoded is None:  # the value is gone, with its entries
             if exists:
                 del self._db[key]
                 self._count -= 1
+            if self._entries:
+                self._db.delete_range(key + ENTRY_SEP, key + b"\x01")
         else:
             self._count += not exists
             self._db[key] = encoded
+
+    def load_entry(self, key: bytes, name: str, encoded: bytes | None) -> None:
+        self._cache.pop(key, None)
+        entry_key = key + ENTRY_SEP + name.encode()
+        if encoded is None:
+            self._db.delete(entry_key)
+            return
+        if key not in self._db:
+            self._count += 1
+            self._db[key] = b""
+        self._db[entry_key] = encoded
 
     def __len__(self) -> int:
         return self._count
@@ -177,44 +268,96 @@ class Store:
     """One stage's state, per partition of its source topic."""
 
     def __init__(self, name: str, schema: str, source_topic: str, changelog_topic: str, codec: Codec,
-                 backend: str = "memory://", data_dir: str = "", cache_size: int = 250):
+                 backend: str = "memory://", data_dir: str = "", cache_size: int = 250, entries: Entries | None = None):
         self.name, self.schema, self.source_topic, self.changelog_topic = name, schema, source_topic, changelog_topic
         self._codec = codec
         self._backend = backend
         self._dir = Path(data_dir or ".") / "state" / name
         self._cache_size = cache_size
+        if entries is not None:
+            fields = [f["name"] for f in codec.schema(schema).parsed["fields"]]
+            if fields != [entries.field]:
+                raise ValueError(f"store {name}: per-entry changelog records need values of one map field "
+                                 f"{entries.field!r}; {schema} has {fields} (see state.Entries)")
+        self.entries = entries
         self.partitions: dict[int, MemoryPartition | RocksPartition] = {}
         self.restored_to: dict[int, int] = {}  # changelog offset each partition is restored up to
 
-    def _decode(self, raw: bytes) -> Any:
-        return self._codec.decode(raw, expect=self.schema)
+    def _decode(self, raw: bytes | _Pieces) -> Any:
+        if raw.__class__ is bytes:
+            return self._codec.decode(raw, expect=self.schema)
+        field = self.entries.field
+        whole = raw.whole
+        if whole is None:
+            value = {field: {}}
+        elif whole.__class__ is bytes:
+            value = self._codec.decode(whole, expect=self.schema)
+        else:  # the decoded value this worker held: copied, it may be shared with the web server
+            value = {**whole, field: dict(whole[field])}
+        entries = value[field]
+        for name, encoded in raw.entries.items():
+            entries[name] = self._codec.decode(encoded, expect=self.entries.schema)["item"]
+        return value
 
     def _new_partition(self, partition: int):
         if self._backend == "rocksdb://":
-            return RocksPartition(self._decode, self._dir / str(partition), self._cache_size)
+            return RocksPartition(self._decode, self._dir / str(partition), self._cache_size, self.entries is not None)
         return MemoryPartition(self._decode)
 
     def get(self, partition: int, key: bytes) -> Any:
         return self.partitions[partition].get(key)
 
-    def put(self, partition: int, key: bytes, value: Any) -> None:
-        """Keep ``value``; it is written to the changelog at the next ``flush``."""
-        self.partitions[partition].put(key, value)
+    def put(self, partition: int, key: bytes, value: Any, entry: str | None = None) -> None:
+        """Keep ``value``; it is written to the changelog at the next ``flush``. With
+        ``Entries``: ``entry`` is the key of the one entry that changed (None: any may have)."""
+        part = self.partitions[partition]
+        part.put(key, value)
+        if self.entries is not None:
+            part.changed_entries.setdefault(key, set()).add(entry)
+
+    def load(self, partition: int, key: bytes, encoded: bytes | None) -> None:
+        """Apply one changelog record (``restore``)."""
+        part = self.partitions[partition]
+        if self.entries is not None:
+            value_key, sep, name = key.partition(ENTRY_SEP)
+            if sep:
+                part.load_entry(value_key, name.decode(), encoded)
+                return
+        part.load(key, encoded)
 
     def flush(self, write: Write) -> int:
-        """Encode every value changed since the last flush and write it to the changelog
-        (the engine flushes before it commits offsets). Returns how many were written."""
+        """Encode every value (with ``Entries``: every entry) changed since the last flush
+        and write it to the changelog (the engine flushes before it commits offsets).
+        Returns how many records were written."""
         written = 0
         for p, part in self.partitions.items():
             if not part.dirty:
                 continue
             dirty, part.dirty = part.dirty, set()
-            for key in dirty:
-                encoded = self._codec.encode(self.schema, part.peek(key))
-                part.persist(key, encoded)
-                write(self.changelog_topic, key, encoded, p)
+            if self.entries is not None:
+                written += self._flush_entries(p, part, dirty, write)
+            else:
+                for key in dirty:
+                    encoded = self._codec.encode(self.schema, part.peek(key))
+                    part.persist(key, encoded)
+                    write(self.changelog_topic, key, encoded, p)
+                written += len(dirty)
             part.trim()
-            written += len(dirty)
+        return written
+
+    def _flush_entries(self, p: int, part, dirty: set[bytes], write: Write) -> int:
+        changed, part.changed_entries = part.changed_entries, {}
+        field, schema, encode, topic = self.entries.field, self.entries.schema, self._codec.encode, self.changelog_topic
+        written = 0
+        for key in dirty:
+            entries = part.peek(key)[field]
+            names = changed.get(key) or {None}
+            for name in (entries if None in names else names):
+                entry_key = key + ENTRY_SEP + name.encode()
+                encoded = encode(schema, {"item": entries[name]})
+                part.persist_entry(key, entry_key, encoded)
+                write(topic, entry_key, encoded, p)
+                written += 1
         return written
 
     def keep_only(self, partitions: Iterable[int]) -> None:
@@ -270,7 +413,7 @@ def restore(stores: list[Store], assigned: dict[str, set[int]], bootstrap: str, 
                 store, p = wanted[tp]
                 if tp not in remaining or msg.offset() >= remaining[tp]:
                     continue
-                store.partitions[p].load(msg.key(), msg.value())
+                store.load(p, msg.key(), msg.value())
                 applied += 1
                 store.restored_to[p] = msg.offset() + 1
                 if msg.offset() + 1 >= remaining[tp]:

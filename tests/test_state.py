@@ -9,9 +9,10 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.account import new_account, register
+from streams.account import _entry, new_account, register
+from streams.citizen_view import citizen_item, fold, item_key
 from streams.codec import default_codec
-from streams.state import MemoryPartition, RocksPartition, Store, restore
+from streams.state import Entries, MemoryPartition, RocksPartition, Store, restore
 from tests.conftest import STOCKHOLM, payment
 
 SCHEMA = "se.tkonto.state.Account"
@@ -388,3 +389,160 @@ def test_restore_of_a_kept_partition_reapplies_own_writes_harmlessly(broker, tmp
     assert restore([store], {"payments": {0}}, broker.bootstrap) == 6
     assert {p: store.get(0, p.encode()) for p in PAYEES} == held
     assert store.restored_to == {0: 6}
+
+
+# -- per-entry changelog records (Entries: the citizen views) ---------------------------
+VIEW = "se.tkonto.state.CitizenView"
+VIEW_ENTRIES = Entries("payments", "se.tkonto.state.CitizenViewItem")
+
+
+def items_of(payee: str, payments: int, event_type: str = "PLANNED") -> dict[str, dict]:
+    """Real CitizenItems of ``payments`` registered payments, by their view key."""
+    acc = account(payee, payments)
+    if event_type != "PLANNED":
+        for i in range(payments):
+            outcome = register(acc, payment(STOCKHOLM, payee, f"p{i}", event_type, 100_00 * (i + 1)), NOW)
+            assert outcome.kind == "REGISTERED"
+    items = {}
+    for state_key, state in acc["payments"].items():
+        applied = state["applied"][state["status"]]
+        entry = _entry(payee, payment(STOCKHOLM, payee, state_key.split(":")[1], state["status"],
+                                      state["amount_ore"]), applied)
+        item = citizen_item(entry, STOCKHOLM.name, payee)
+        items[item_key(item)] = item
+    return items
+
+
+def view_store(backend: str, tmp_path, changelog: str = "views-changelog", cache_size: int = 2000) -> Store:
+    return Store("citizen-views", VIEW, "citizen", changelog, default_codec(), backend, str(tmp_path), cache_size,
+                 VIEW_ENTRIES)
+
+
+def fold_all(view: dict | None, items: dict[str, dict]) -> dict:
+    for item in items.values():
+        view = fold(view, item)
+    return view
+
+
+def decoded_entries(calls) -> dict[bytes, dict]:
+    codec = default_codec()
+    return {key: codec.decode(value, expect="se.tkonto.state.CitizenViewItem")["item"] for _, key, value, _ in calls}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_store_with_entries_writes_only_the_entries_that_changed(backend, tmp_path):
+    store = view_store(backend, tmp_path)
+    store.partitions[0] = store._new_partition(0)
+    viewer = PAYEES[0].encode()
+    planned = items_of(PAYEES[0], 3)
+    view = None
+    for name, item in planned.items():
+        view = fold(view, item)
+        store.put(0, viewer, view, name)
+    first = Recorder()
+    assert store.flush(first) == 3
+    assert decoded_entries(first.calls) == {viewer + b"\x00" + name.encode(): item for name, item in planned.items()}
+    assert {(t, p) for t, _, _, p in first.calls} == {("views-changelog", 0)}
+
+    executed = items_of(PAYEES[0], 3, "EXECUTED")
+    changed = list(executed)[1]
+    view = fold(view, executed[changed])
+    store.put(0, viewer, view, changed)
+    second = Recorder()
+    assert store.flush(second) == 1  # one entry of three: not the whole view
+    assert decoded_entries(second.calls) == {viewer + b"\x00" + changed.encode(): executed[changed]}
+    assert store.flush(Recorder()) == 0
+
+    store.put(0, viewer, view)  # without saying which entry changed: every entry is written
+    everything = Recorder()
+    assert store.flush(everything) == 3
+    assert decoded_entries(everything.calls) == {viewer + b"\x00" + name.encode(): item
+                                                 for name, item in view["payments"].items()}
+
+
+def test_entries_are_only_for_values_that_are_one_map(tmp_path):
+    with pytest.raises(ValueError, match=r"one map field 'payments'; se.tkonto.state.Account has \['payee_id'"):
+        Store("accounts", SCHEMA, "payments", "c", default_codec(), entries=Entries("payments", "x"))
+
+
+def test_rocks_reads_a_value_back_from_its_entries(tmp_path):
+    store = view_store("rocksdb://", tmp_path, cache_size=1)
+    store.partitions[0] = store._new_partition(0)
+    views = {p: fold_all(None, items_of(p, n)) for p, n in zip(PAYEES[:3], (1, 4, 2))}
+    for p, view in views.items():
+        store.put(0, p.encode(), view)
+    assert store.flush(Recorder()) == 7
+    part = store.partitions[0]
+    assert len(part._cache) == 1 and len(part) == 3
+    for p, view in views.items():  # two of three come from RocksDB, assembled from their entries
+        assert part.peek(p.encode()) == view
+        assert store.get(0, p.encode()) == view
+    assert store.get(0, PAYEES[3].encode()) is None
+    assert store.get(0, PAYEES[0].encode()[:-1]) is None  # a key that is a prefix of another's entries
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_restore_of_entries_gives_the_views_as_they_were_flushed(broker, backend, tmp_path):
+    changelog = create_compacted(broker.bootstrap, 2)
+    writer = view_store("memory://", tmp_path / "w", changelog)
+    writer.partitions[0] = writer._new_partition(0)
+    writer.partitions[1] = writer._new_partition(1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+
+    def write(topic, key, value, partition):
+        producer.produce(topic, value, key, partition=partition)
+
+    a, b, c = (p.encode() for p in PAYEES[:3])
+    planned, executed = items_of(PAYEES[0], 4), items_of(PAYEES[0], 4, "EXECUTED")
+    # an older worker wrote b's view whole; this one adds entries to it
+    old_b = fold_all(None, items_of(PAYEES[1], 2))
+    produce(broker.bootstrap, changelog, [(0, b, default_codec().encode(VIEW, old_b))])
+    writer.partitions[0].load(b, default_codec().encode(VIEW, old_b))
+    view_a = fold_all(None, planned)
+    writer.put(0, a, view_a)
+    assert writer.flush(write) == 4
+    for name in list(executed)[:2]:  # two of a's payments paid, in a later commit
+        view_a = fold(view_a, executed[name])
+        writer.put(0, a, view_a, name)
+    newer_b = fold(writer.get(0, b), items_of(PAYEES[1], 3)[f"{STOCKHOLM.payer_id}:p2"])
+    writer.put(0, b, newer_b, f"{STOCKHOLM.payer_id}:p2")
+    view_c = fold_all(None, items_of(PAYEES[2], 1))
+    writer.put(1, c, view_c)
+    assert writer.flush(write) == 4
+    assert producer.flush(30) == 0
+
+    reader = view_store(backend, tmp_path / "r", changelog, cache_size=1)
+    assert restore([reader], {"citizen": {0, 1}}, broker.bootstrap) == 1 + 4 + 2 + 1 + 1
+    assert reader.get(0, a) == view_a and [i["status"] for i in view_a["payments"].values()] == \
+        ["EXECUTED", "EXECUTED", "PLANNED", "PLANNED"]
+    assert reader.get(0, b) == newer_b and len(newer_b["payments"]) == 3
+    assert reader.get(1, c) == view_c
+    assert reader.get(0, c) is None and reader.get(1, a) is None
+    assert [len(reader.partitions[0]), len(reader.partitions[1])] == [2, 1]
+
+    # the same worker keeps its partitions and reads its own writes of the second commit
+    # again (4 records, from offset 5 of partition 0): what it holds decoded stays as it is
+    writer.restored_to = {0: 5, 1: 0}
+    assert restore([writer], {"citizen": {0, 1}}, broker.bootstrap) == 4
+    assert [writer.get(0, a), writer.get(0, b), writer.get(1, c)] == [view_a, newer_b, view_c]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tombstones_delete_an_entry_or_a_value_with_all_its_entries(backend, tmp_path):
+    store = view_store(backend, tmp_path, cache_size=1)
+    store.partitions[0] = store._new_partition(0)
+    codec = default_codec()
+    items = items_of(PAYEES[0], 3)
+    names = list(items)
+    viewer = PAYEES[0].encode()
+    for name, item in items.items():
+        store.load(0, viewer + b"\x00" + name.encode(), codec.encode(VIEW_ENTRIES.schema, {"item": item}))
+    store.load(0, PAYEES[1].encode(), codec.encode(VIEW, fold_all(None, items_of(PAYEES[1], 1))))
+    store.load(0, viewer + b"\x00" + names[0].encode(), None)
+    assert store.get(0, viewer) == {"payments": {n: items[n] for n in names[1:]}}
+    store.load(0, viewer, None)  # the whole value: its entries go with it
+    assert store.get(0, viewer) is None and len(store.partitions[0]) == 1
+    store.load(0, viewer + b"\x00" + names[2].encode(), codec.encode(VIEW_ENTRIES.schema, {"item": items[names[2]]}))
+    assert store.get(0, viewer) == {"payments": {names[2]: items[names[2]]}}  # nothing older comes back
+    assert len(store.partitions[0]) == 2
