@@ -19,7 +19,7 @@ from . import kafka_transport  # noqa: F401  (registers the tkonto:// transport)
 from .codec import default_codec
 from .payers import Payer, load_payers
 from .settings import Settings
-from .state import Store
+from .state import Entries, Store
 from .topics import Catalogue
 
 settings = Settings.from_env()
@@ -61,11 +61,12 @@ def _load_payers() -> dict[str, Payer]:
 payers: dict[str, Payer] = _load_payers()
 
 
-def state_store(name: str, schema: str, source_topic: str) -> Store:
+def state_store(name: str, schema: str, source_topic: str, entries: Entries | None = None) -> Store:
     """A pipeline state store partitioned like ``source_topic``, changelogged to
-    ``<app id>-<name>-changelog``, with the configured backend and cache."""
+    ``<app id>-<name>-changelog``, with the configured backend and cache (``entries``:
+    changelogged per entry of the values' map, see ``state.Entries``)."""
     return Store(name, schema, source_topic, catalogue.changelog(name).name, codec, settings.store,
-                 settings.data_dir, settings.state_cache)
+                 settings.data_dir, settings.state_cache, entries)
 
 
 def emit(topic: faust.TopicT, key: bytes | None, value: bytes, headers: list | None = None) -> None:

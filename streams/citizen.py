@@ -15,12 +15,13 @@ from . import metrics
 from .app import app, catalogue, codec, settings, state_store
 from .auth import AuthConfigError, AuthError, verify, verify_token
 from .citizen_page import PAGE_PATH, render_error_page, render_login_page, render_page
-from .citizen_view import ViewError, citizen_item, fold, payments_response, query_args
+from .citizen_view import ViewError, citizen_item, fold, item_key, payments_response, query_args
 from .identity import mask
 from .engine import Output, Stage
 from .ingest import failed
 from .owners import owners, partition_of
 from .reference import current_payer
+from .state import Entries
 from .web import for_key, ident, json_error, status_of
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ VIEW_SCHEMA = "se.tkonto.state.CitizenView"
 API_PATH = "/api/v1/me/payments"
 
 citizen_topic = catalogue.citizen.name
-views = state_store("citizen-views", VIEW_SCHEMA, citizen_topic)
+#: changelogged per item: a change costs one item's bytes however long the person's history
+views = state_store("citizen-views", VIEW_SCHEMA, citizen_topic, Entries("payments", "se.tkonto.state.CitizenViewItem"))
 
 
 #: header of a citizen record whose view the ledger stage already updated (see ``show``)
@@ -45,7 +47,7 @@ def show(out: Output, partition: int, viewer: bytes, entry: dict) -> None:
     before = views.get(partition, viewer)
     after = fold(before, item)
     if after is not before:
-        views.put(partition, viewer, after)
+        views.put(partition, viewer, after, item_key(item))
         seen = dt.datetime.now(dt.timezone.utc)
         metrics.CITIZEN_VISIBILITY_LATENCY.observe(max(0.0, (seen - entry["event_time"]).total_seconds()))
 

@@ -167,5 +167,5 @@ def test_every_record_of_a_stage_run_is_written_as_fastavro_writes_it():
     table = run.stdout.split("same bytes\n", 1)[1]
     counts = {row[0]: row[-1] for row in (line.split() for line in table.splitlines() if line.strip())}
     assert {"EnrichedPayment", "LedgerEntry", "se.tkonto.state.Account", "se.tkonto.state.AnalysisState",
-            "se.tkonto.state.CitizenView"} <= set(counts)
+            "se.tkonto.state.CitizenViewItem"} <= set(counts)
     assert all(same.split("/")[0] == same.split("/")[1] for same in counts.values()), counts
