@@ -295,7 +295,8 @@ class Store:
         else:  # the decoded value this worker held: copied, it may be shared with the web server
             value = {**whole, field: dict(whole[field])}
         entries = value[field]
-        for name, encoded in raw.entries.items():
+        # a copy first: the web server's thread may read a value that a restore is adding to
+        for name, encoded in tuple(raw.entries.items()):
             entries[name] = self._codec.decode(encoded, expect=self.entries.schema)["item"]
         return value
 

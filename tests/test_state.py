@@ -546,3 +546,30 @@ def test_tombstones_delete_an_entry_or_a_value_with_all_its_entries(backend, tmp
     store.load(0, viewer + b"\x00" + names[2].encode(), codec.encode(VIEW_ENTRIES.schema, {"item": items[names[2]]}))
     assert store.get(0, viewer) == {"payments": {names[2]: items[names[2]]}}  # nothing older comes back
     assert len(store.partitions[0]) == 2
+
+
+def test_a_view_read_while_a_restore_adds_to_it_is_read_as_it_was(tmp_path):
+    """The web server's thread may read a view whose entries the engine's restore is still
+    loading: the read sees the entries there when it began, and does not fail."""
+    store = view_store("memory://", tmp_path)
+    store.partitions[0] = part = store._new_partition(0)
+    items = items_of(PAYEES[0], 3)
+    names = list(items)
+    real = store._codec
+    viewer = PAYEES[0].encode()
+
+    def load(name):
+        store.load(0, viewer + b"\x00" + name.encode(), real.encode(VIEW_ENTRIES.schema, {"item": items[name]}))
+
+    load(names[0])
+    load(names[1])
+
+    class RestoreMeanwhile:
+        def decode(self, data, expect=None):
+            store._codec = real
+            load(names[2])  # the engine's thread, between two entries of the read
+            return real.decode(data, expect=expect)
+
+    store._codec = RestoreMeanwhile()
+    assert part.peek(viewer) == {"payments": {n: items[n] for n in names[:2]}}
+    assert store.get(0, viewer) == {"payments": items}
