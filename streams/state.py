@@ -42,7 +42,8 @@ class Entries:
     is never removed, only added or replaced. Each changed entry is then written to the
     changelog as a record of its own: key = the value's key + ``ENTRY_SEP`` + the entry's
     key, value = a ``schema`` record ``{"item": entry}``. A value is the union of its
-    entries' latest records (and of a whole record written before entries were).
+    entries' latest records (and of a whole record written before entries were). A value's
+    key never holds ``ENTRY_SEP``: tkonto's keys are identity numbers.
 
     Only for such values: without Kafka transactions, a crash can leave some of a commit's
     records written and others not. An entry written without the others is still a value
