@@ -6,10 +6,45 @@ a payment id).
 """
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import itertools
+from bisect import bisect_left
+
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0,
                    60.0)  # fine around the 500 ms target, so quantiles from the buckets mean something
+
+
+
+class HotHistogram:
+    """A histogram the engine thread observes into, once or twice per payment: a bisect and
+    two adds, ~0.2 µs, where prometheus_client's ``Histogram`` takes a lock for a bucket and
+    one for the sum, ~1.5 µs. Exported like any histogram (``_bucket``, ``_count``,
+    ``_sum``; no ``_created``). One thread observes; a scrape copies the counts first, so
+    its buckets and count agree (the sum may be an observation ahead of them)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...],
+                 registry: CollectorRegistry = REGISTRY):
+        self.name, self.documentation = name, documentation
+        self._bounds = tuple(float(b) for b in buckets if b != float("inf"))
+        self._les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]
+        self._counts = [0] * (len(self._bounds) + 1)  # per bucket, not cumulative: the last is +Inf
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect_left(self._bounds, amount)] += 1  # le: a value on a bound counts in it
+        self._sum += amount
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        counts, total = list(self._counts), self._sum
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], list(zip(self._les, itertools.accumulate(counts))), total)
+        return [family]
+
 
 EVENTS_IN = Counter(
     "tkonto_events_in_total", "Payment events read from payer input topics.", ["payer"])
@@ -20,9 +55,9 @@ EVENTS_DUPLICATE = Counter(
     ["payer"])
 EVENTS_REJECTED = Counter(
     "tkonto_events_rejected_total", "Events sent to the dead-letter topic, by stage and reason.", ["stage", "reason"])
-REGISTRATION_LATENCY = Histogram(
+REGISTRATION_LATENCY = HotHistogram(
     "tkonto_registration_latency_seconds", "From the payer's event time to registration in the ledger.",
-    buckets=LATENCY_BUCKETS)
+    LATENCY_BUCKETS)
 CONSUMER_LAG = Gauge(
     "tkonto_consumer_lag_messages", "Messages not yet processed by this worker, per topic.", ["topic"])
 VERIFICATION_OUTCOMES = Counter(
@@ -33,9 +68,9 @@ ENRICHMENT_LOOKUP_MISSING = Counter(
 ROUTED = Counter(
     "tkonto_routed_total", "Accepted payments written to each downstream topic, by destination and scope.",
     ["destination", "scope"])
-CITIZEN_VISIBILITY_LATENCY = Histogram(
+CITIZEN_VISIBILITY_LATENCY = HotHistogram(
     "tkonto_citizen_visibility_latency_seconds", "From the payer's event time to visible in the citizen view.",
-    buckets=LATENCY_BUCKETS)
+    LATENCY_BUCKETS)
 API_REQUESTS = Counter(
     "tkonto_api_requests_total", "HTTP API and page requests, by endpoint and status code.", ["endpoint", "status"])
 RULE_HITS = Counter(

@@ -48,11 +48,15 @@ def load_yaml(path: Path):
 def exposed_metric_names() -> dict[str, object]:
     """Every sample name streams/metrics.py exposes, per prometheus_client conventions:
     a Counter ``x_total`` exposes ``x_total`` (and ``x_created``), a Gauge its name, a
-    Histogram ``_bucket``, ``_sum``, ``_count`` (and ``_created``)."""
+    Histogram ``_bucket``, ``_sum``, ``_count`` (and ``_created``); tkonto's own
+    ``HotHistogram`` ``_bucket``, ``_sum`` and ``_count``."""
     from prometheus_client import Counter, Gauge, Histogram, Summary
 
     names: dict[str, object] = {}
     for obj in vars(metrics).values():
+        if isinstance(obj, metrics.HotHistogram):
+            names.update({obj.name + suffix: obj for suffix in ("_bucket", "_sum", "_count")})
+            continue
         if isinstance(obj, Counter):
             suffixes = ("_total", "_created")
         elif isinstance(obj, Gauge):
@@ -69,7 +73,7 @@ def exposed_metric_names() -> dict[str, object]:
 
 
 def metric_labels(obj) -> set[str]:
-    return set(obj._labelnames)
+    return set() if isinstance(obj, metrics.HotHistogram) else set(obj._labelnames)  # a HotHistogram has none
 
 
 def dashboard_files() -> list[Path]:
@@ -263,7 +267,8 @@ def test_every_label_in_rules_and_dashboards_exists_on_its_metrics():
 
 def test_every_metric_is_in_the_operations_catalogue():
     doc = OPERATIONS_DOC.read_text(encoding="utf-8")
-    defined = {obj._name + ("_total" if type(obj).__name__ == "Counter" else ""): obj
+    defined = {(obj.name if isinstance(obj, metrics.HotHistogram) else
+                obj._name + ("_total" if type(obj).__name__ == "Counter" else "")): obj
                for obj in set(exposed_metric_names().values())}
     missing = sorted(name for name in defined if f"`{name}`" not in doc)
     assert missing == [], "document these metrics in docs/operations.md (metrics catalogue)"

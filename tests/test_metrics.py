@@ -1,0 +1,38 @@
+"""streams/metrics.py: the hot-path histogram exports what prometheus_client's Histogram does."""
+from __future__ import annotations
+
+import random
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from streams.metrics import LATENCY_BUCKETS, HotHistogram
+
+NAME = "tkonto_test_latency_seconds"
+
+
+def test_a_hot_histogram_exports_exactly_what_a_prometheus_client_histogram_does():
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    hot = HotHistogram(NAME, "A latency.", LATENCY_BUCKETS, registry=ours)
+    reference = Histogram(NAME, "A latency.", buckets=LATENCY_BUCKETS, registry=theirs)
+    rng = random.Random(5)
+    # on the bounds, just above them, zero, and beyond the last bound
+    values = [0.0, 0.005, 0.0050001, 0.5, 0.5000001, 60.0, 60.0001, 1e6]
+    values += [rng.expovariate(4.0) for _ in range(2000)]
+    for value in values:
+        hot.observe(value)
+        reference.observe(value)
+
+    def lines(registry):
+        return [line for line in generate_latest(registry).decode().splitlines() if "_created" not in line]
+    assert lines(ours) == lines(theirs)
+    assert ours.get_sample_value(f"{NAME}_bucket", {"le": "0.005"}) == sum(v <= 0.005 for v in values) > 2
+    assert ours.get_sample_value(f"{NAME}_bucket", {"le": "60.0"}) == len(values) - 2
+    assert ours.get_sample_value(f"{NAME}_count") == len(values)
+    assert ours.get_sample_value(f"{NAME}_sum") == sum(values)  # added in the same order
+
+
+def test_a_hot_histogram_with_nothing_observed_exports_zeros():
+    registry = CollectorRegistry()
+    HotHistogram(NAME, "A latency.", (0.1, 1.0), registry=registry)
+    assert [registry.get_sample_value(f"{NAME}_bucket", {"le": le}) for le in ("0.1", "1.0", "+Inf")] == [0, 0, 0]
+    assert registry.get_sample_value(f"{NAME}_count") == 0 and registry.get_sample_value(f"{NAME}_sum") == 0
