@@ -18,7 +18,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5
                    60.0)  # fine around the 500 ms target, so quantiles from the buckets mean something
 
 
-
 class HotHistogram:
     """A histogram the engine thread observes into, once or twice per payment: a bisect and
     two adds, ~0.2 µs, where prometheus_client's ``Histogram`` takes a lock for a bucket and

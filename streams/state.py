@@ -36,6 +36,11 @@ Write = Callable[[str, bytes, bytes, int], None]  # topic, key, value, partition
 ENTRY_SEP = b"\x00"
 
 
+def entry_key(key: bytes, name: str) -> bytes:
+    """The changelog key of entry ``name`` of the value at ``key`` (``Entries``)."""
+    return key + ENTRY_SEP + name.encode()
+
+
 @dataclass(frozen=True)
 class Entries:
     """The values of a store are ``{field: map}`` and nothing else, and an entry of the map
@@ -94,7 +99,7 @@ class MemoryPartition:
     def persist(self, key: bytes, encoded: bytes) -> None:
         pass  # the dict holds the value itself
 
-    def persist_entry(self, key: bytes, entry_key: bytes, encoded: bytes) -> None:
+    def persist_entry(self, key: bytes, name: str, encoded: bytes) -> None:
         pass
 
     def trim(self) -> None:
@@ -176,10 +181,10 @@ class RocksPartition:
         it = self._db.iter()
         it.seek(prefix)
         while it.valid():
-            entry_key = it.key()
-            if not entry_key.startswith(prefix):
+            found = it.key()
+            if not found.startswith(prefix):
                 break
-            pieces.entries[entry_key[len(prefix):].decode()] = it.value()
+            pieces.entries[found[len(prefix):].decode()] = it.value()
             it.next()
         return pieces
 
@@ -221,11 +226,16 @@ class RocksPartition:
             self._count += 1
         self._db[key] = encoded
 
-    def persist_entry(self, key: bytes, entry_key: bytes, encoded: bytes) -> None:
+    def _hold(self, key: bytes) -> None:
+        """Count the value at ``key`` once it has an entry: its own key holds b"" until a
+        whole record is written there."""
         if key not in self._db:
             self._count += 1
             self._db[key] = b""
-        self._db[entry_key] = encoded
+
+    def persist_entry(self, key: bytes, name: str, encoded: bytes) -> None:
+        self._hold(key)
+        self._db[entry_key(key, name)] = encoded
 
     def trim(self) -> None:
         """Back to the cache's size once the dirty values are persisted (oldest first)."""
@@ -247,14 +257,10 @@ class RocksPartition:
 
     def load_entry(self, key: bytes, name: str, encoded: bytes | None) -> None:
         self._cache.pop(key, None)
-        entry_key = key + ENTRY_SEP + name.encode()
         if encoded is None:
-            self._db.delete(entry_key)
-            return
-        if key not in self._db:
-            self._count += 1
-            self._db[key] = b""
-        self._db[entry_key] = encoded
+            self._db.delete(entry_key(key, name))
+        else:
+            self.persist_entry(key, name, encoded)
 
     def __len__(self) -> int:
         return self._count
@@ -355,10 +361,9 @@ class Store:
             entries = part.peek(key)[field]
             names = changed.get(key) or {None}
             for name in (entries if None in names else names):
-                entry_key = key + ENTRY_SEP + name.encode()
                 encoded = encode(schema, {"item": entries[name]})
-                part.persist_entry(key, entry_key, encoded)
-                write(topic, entry_key, encoded, p)
+                part.persist_entry(key, name, encoded)
+                write(topic, entry_key(key, name), encoded, p)
                 written += 1
         return written
 
