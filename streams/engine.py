@@ -34,7 +34,7 @@ import confluent_kafka
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from . import metrics
-from .observe import reported_ends, true_end_offsets
+from .observe import next_batch, reported_ends, true_end_offsets
 from .state import Store, restore
 
 log = logging.getLogger(__name__)
@@ -345,7 +345,7 @@ class Engine:
         try:
             while not self._stop.is_set():
                 t0 = clock()
-                batch = self.consumer.consume(self.batch_size, self.poll_timeout)
+                batch = next_batch(self.consumer, self.batch_size, self.poll_timeout)
                 t1 = clock()
                 if batch:
                     self._process(batch)

@@ -1,4 +1,5 @@
-"""Reading topics from outside the worker: for the demo summary, the tests and the benchmark."""
+"""Reading topics: batches as they arrive, true end offsets, and whole topics from outside the
+worker (for the demo summary, the tests and the benchmark)."""
 from __future__ import annotations
 
 import time
@@ -17,6 +18,23 @@ def partitions_of(consumer: Consumer, topics: Iterable[str], timeout: float = 10
         if meta is not None and meta.error is None:
             tps += [TopicPartition(topic, p) for p in meta.partitions]
     return tps
+
+
+def next_batch(consumer: Consumer, limit: int, timeout: float) -> list:
+    """What ``consumer`` holds now, up to ``limit`` records; when it holds none, the first
+    record to arrive within ``timeout`` (seconds) and what came with it. For a consumer
+    that follows live topics.
+
+    Not ``consumer.consume(limit, timeout)``: librdkafka returns from that only when
+    ``limit`` records are there or the timeout is over, so below saturation every batch
+    waited out the whole timeout with its records already read (docs/performance.md)."""
+    batch = consumer.consume(limit, 0)
+    if batch:
+        return batch
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first] + consumer.consume(limit - 1, 0) if limit > 1 else [first]
 
 
 def reported_ends(consumer: Consumer, tps: Iterable[TopicPartition], timeout: float = 10.0) -> dict[tuple[str, int], int]:

@@ -17,7 +17,7 @@ from typing import Callable
 from confluent_kafka import Consumer, TopicPartition
 
 from .app import app, catalogue, codec, payers, settings
-from .observe import partitions_of, reported_ends, true_end_offsets
+from .observe import next_batch, partitions_of, reported_ends, true_end_offsets
 from .payers import Payer
 from .registers import SCHEMAS, payer_from_record
 
@@ -92,7 +92,7 @@ def follow(group: str, topics: list[str], apply: Callable, stop: threading.Event
                 caught_up()
         consumer.assign(tps)
         while not stop.is_set():
-            for msg in consumer.consume(1000, 0.2):
+            for msg in next_batch(consumer, 1000, 0.2):
                 if msg.error():
                     continue
                 apply(msg)
