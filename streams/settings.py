@@ -92,8 +92,9 @@ class Settings:
     )
     fetch_max_wait_ms: int = env_field(
         "TKONTO_FETCH_MAX_WAIT_MS", "Longest a worker's fetch waits for new records; each hop of the pipeline "
-        "can wait this long when idle (Faust's own default, 1500, made a payment take ~2.3 s to be visible; "
-        "50 instead of 100 took ~35 ms off p50 and p99 at 2,000 events/s, docs/performance.md).", 50)
+        "can wait this long when idle, and on the embedded broker every fetch takes the whole wait (Faust's own "
+        "default, 1500, made a payment take ~2.3 s to be visible; 50 instead of 100 took ~35 ms off p50 and p99 "
+        "at 2,000 events/s, docs/performance.md).", 50)
     batch_size: int = env_field(
         "TKONTO_BATCH_SIZE", "Events a Faust agent (review cases) takes per batch (processed without yielding: "
         "keep it small).", 100)
