@@ -15,7 +15,6 @@ from pathlib import Path
 import confluent_kafka
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 import streams.engine as engine_module
 from streams.account import new_account, register
@@ -25,6 +24,7 @@ from streams.enrichment import enrich
 from streams.observe import end_offsets, read_topic, wait_until
 from streams.routing import routes
 from streams.state import Store
+from tests.broker_topics import create_topics
 
 SCHEMA = "se.tkonto.state.Account"
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,14 +41,6 @@ def kafka(broker):
 
 
 # -- the engine end to end ------------------------------------------------------------------
-def create_topics(bootstrap: str, *specs: tuple[str, int, bool]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    new = [NewTopic(name, partitions, 1, config={"cleanup.policy": "compact"} if compacted else {})
-           for name, partitions, compacted in specs]
-    for future in admin.create_topics(new, operation_timeout=30).values():
-        future.result(30)
-
-
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
     for key, value in records:

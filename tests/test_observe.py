@@ -6,9 +6,9 @@ import math
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.observe import histogram_buckets, histogram_max_bound, histogram_quantile, next_batch
+from tests.broker_topics import create_topics
 
 NAME = "tkonto_citizen_visibility_latency_seconds"
 
@@ -48,9 +48,7 @@ def test_next_batch_returns_the_records_there_without_waiting_out_its_timeout(br
     """Fewer records than the limit are returned as they arrive. ``consume(1000, 30)`` would
     hold each batch for the whole 30 s; the reads here are over long before that."""
     topic = "observe-next-batch"
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
-        future.result()
+    create_topics(broker.bootstrap, (topic, 1, False))
     producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "observe-next-batch",
                          "enable.auto.commit": False, "fetch.wait.max.ms": 50})

@@ -7,11 +7,11 @@ import random
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.codec import default_codec
 from streams.observe import read_topic
 from streams.owners import SCHEMA, announcement, owner_of, partition_of
+from tests.broker_topics import create_topics
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 24, 8, 0, 0, 123000, tzinfo=UTC)
@@ -31,9 +31,7 @@ def keys() -> list[bytes]:
 @pytest.mark.broker
 def test_partition_of_agrees_with_librdkafka_murmur2_random(broker):
     topic = "owners-test-keys"
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    for future in admin.create_topics([NewTopic(topic, 4, 1)], operation_timeout=30).values():
-        future.result(30)
+    create_topics(broker.bootstrap, (topic, 4, False))
     producer = Producer({"bootstrap.servers": broker.bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
     sent = keys()
     for i, key in enumerate(sent):

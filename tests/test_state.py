@@ -7,12 +7,12 @@ import itertools
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.account import _entry, new_account, register
 from streams.citizen_view import citizen_item, fold, item_key
 from streams.codec import default_codec
 from streams.state import Entries, MemoryPartition, RocksPartition, Store, restore
+from tests.broker_topics import create_topics
 from tests.conftest import STOCKHOLM, payment
 
 SCHEMA = "se.tkonto.state.Account"
@@ -290,10 +290,7 @@ def test_keep_only_drops_the_other_partitions(backend, tmp_path):
 # -- restore from the changelog on the real broker ----------------------------------------
 def create_compacted(bootstrap: str, partitions: int) -> str:
     name = f"state-test-{next(_topics)}-changelog"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, partitions, 1, config={"cleanup.policy": "compact"})],
-                                      operation_timeout=30).values():
-        future.result(30)
+    create_topics(bootstrap, (name, partitions, True))
     return name
 
 
