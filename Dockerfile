@@ -10,9 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first (pinned by requirements.lock) so code changes do not reinstall them.
-COPY pyproject.toml requirements.lock README.md ./
-COPY streams/__init__.py streams/__init__.py
-RUN pip install -c requirements.lock -e .
+# setup.py builds the Avro codec in C (streams/avro_native.py): gcc only for the build.
+COPY pyproject.toml requirements.lock README.md setup.py ./
+COPY streams/__init__.py streams/_avro_native.c streams/
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install -c requirements.lock -e . \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 # The code and the Avro schemas. The install is editable on purpose: streams/codec.py reads
 # the schemas from the repository root (/app/schemas), next to the streams package.

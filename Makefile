@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 
 .PHONY: install system demo test bench clean
 
-$(BIN)/tkonto: pyproject.toml requirements.lock
+# setup.py and the C source: the Avro codec in C is built by the install (streams/avro_native.py)
+$(BIN)/tkonto: pyproject.toml requirements.lock setup.py streams/_avro_native.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'

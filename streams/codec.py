@@ -10,9 +10,11 @@ can tell which schema version wrote each record. Older versions of a schema live
 ``schemas/history/``; a record written with one of them is resolved to the current schema
 (new fields take their defaults). An unknown fingerprint is rejected, never guessed.
 
-Records are written by writers compiled from the schemas (``avro_writer``), byte for byte
-what fastavro writes, and read by compiled readers (``avro_reader``) where the writer's
-schema is the current one, giving what fastavro reads; fastavro is the fallback of both,
+Records are written by the C writer (``avro_native``) where it is built, and by writers
+compiled from the schemas (``avro_writer``) where it is not or for a value it refuses,
+byte for byte what fastavro writes. They are read the same way, by the C reader or the
+compiled readers (``avro_reader``), where the writer's schema is the current one, giving
+what fastavro reads. fastavro is the last fallback of both,
 the judge of a record that does not fit and of bytes that do not decode, and resolves
 older versions.
 """
@@ -27,9 +29,10 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import expand_schema, fingerprint, parse_schema, to_parsing_canonical_form
 
+from . import avro_native
 from .avro_reader import compile_reader
 from .avro_writer import compile_writer
-from .settings import REPO_ROOT
+from .settings import REPO_ROOT, Settings
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -87,8 +90,9 @@ def _expanded_form(schema: Any) -> str:
 class Codec:
     """Encodes and decodes every record tkonto reads or writes."""
 
-    def __init__(self, schema_dir: Path = SCHEMA_DIR):
+    def __init__(self, schema_dir: Path = SCHEMA_DIR, native: bool = True):
         named: dict = {}
+        self.native = native and avro_native.available  # write with the C writer first
         self._current: dict[str, SchemaVersion] = {}
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
         for path, schema in _parse_all(sorted(schema_dir.glob("*.avsc")), named):
@@ -111,9 +115,10 @@ class Codec:
             for path in sorted(history.glob("*.avsc")):
                 # Each historical version is parsed on its own, with its own named types.
                 self._add(parse_schema(json.loads(path.read_text()), {}), current=False)
-        # name as callers pass it -> (header, compiled writer or None), filled on first use
-        self._writers: dict[str, tuple[bytes, Any]] = {}
-        self._readers: dict[bytes, Any] = {}  # fingerprint of a current version -> its compiled reader or None
+        # name as callers pass it -> (header, C program or None, compiled writer or None), filled on first use
+        self._writers: dict[str, tuple[bytes, Any, Any]] = {}
+        # fingerprint of a current version -> (C program or None, compiled reader or None)
+        self._readers: dict[bytes, tuple[Any, Any]] = {}
 
     def _add(self, schema: Any, current: bool) -> None:
         canonical = to_parsing_canonical_form(schema)
@@ -159,8 +164,14 @@ class Codec:
         fast = self._writers.get(name)
         if fast is None:
             version = self.schema(name)
-            fast = self._writers[name] = (MAGIC + version.fingerprint, compile_writer(version.parsed))
-        header, writer = fast
+            program = avro_native.program(version.parsed) if self.native else None
+            fast = self._writers[name] = (MAGIC + version.fingerprint, program, compile_writer(version.parsed))
+        header, program, writer = fast
+        if program is not None:
+            try:
+                return avro_native.write(header, program, record)
+            except avro_native.Refused:  # the Python writer decides
+                pass
         if writer is not None:
             out = bytearray(header)
             try:
@@ -206,9 +217,16 @@ class Codec:
         if expect is not None and writer.name != self._full(expect):
             raise CodecError("WRONG_SCHEMA", f"expected {self._full(expect)}, got {writer.name}")
         if writer.current:
-            compiled = self._readers.get(writer.fingerprint, False)
-            if compiled is False:
-                compiled = self._readers[writer.fingerprint] = compile_reader(writer.parsed)
+            readers = self._readers.get(writer.fingerprint)
+            if readers is None:
+                program = avro_native.reader_program(writer.parsed) if self.native else None
+                readers = self._readers[writer.fingerprint] = (program, compile_reader(writer.parsed))
+            program, compiled = readers
+            if program is not None:
+                try:
+                    return avro_native.read(program, data, HEADER_LEN)
+                except avro_native.Refused:  # the Python reader decides
+                    pass
             if compiled is not None:
                 try:
                     return compiled(data, HEADER_LEN)[0]
@@ -232,6 +250,6 @@ def default_codec() -> Codec:
     """The process-wide codec (schemas parsed once)."""
     global _default
     if _default is None:
-        _default = Codec()
+        _default = Codec(native=Settings.from_env().native_codec)
     return _default
 

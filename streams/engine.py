@@ -33,7 +33,7 @@ from typing import Callable
 import confluent_kafka
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from . import metrics
+from . import avro_native, metrics
 from .observe import next_batch, reported_ends, true_end_offsets
 from .state import Store, restore
 
@@ -60,10 +60,14 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+#: the same hash in C where the native module is built (~0.1 µs a key instead of ~1)
+_murmur2 = avro_native.murmur2 if avro_native.available else murmur2
+
+
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition the producers' murmur2 partitioner (librdkafka's and Java's default for
     keyed records) puts ``key`` in."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return (_murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class Fed:
