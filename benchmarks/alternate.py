@@ -48,14 +48,35 @@ class AlternateError(Exception):
     """A one-line reason the comparison cannot run."""
 
 
+#: run in a checkout that has setup.py: its C extension built in place, as the install builds
+#: it (a checkout without it would run the codec's Python writers and readers instead)
+BUILD = """
+import runpy, setuptools
+from setuptools import Distribution
+from setuptools.command.build_ext import build_ext
+found = {}
+setuptools.setup = lambda **options: found.update(options)  # setup.py's arguments, nothing else
+runpy.run_path("setup.py", run_name="__main__")
+command = build_ext(Distribution({"ext_modules": found["ext_modules"]}))
+command.inplace = True
+command.ensure_finalized()
+command.run()
+"""
+
+
 def checkout(rev: str, into: Path) -> Path:
-    """A detached worktree of ``rev`` under ``into``."""
+    """A detached worktree of ``rev`` under ``into``, its C extension built if it has one."""
     path = into / rev.replace("/", "_")
     run = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(path), rev],
                          capture_output=True, text=True)
     if run.returncode != 0:
         reason = (run.stderr.strip().splitlines() or ["git worktree failed"])[-1]
         raise AlternateError(f"cannot check out {rev!r} ({reason}); give a commit, branch or tag of this repository")
+    if (path / "setup.py").exists():
+        run = subprocess.run([sys.executable, "-c", BUILD], cwd=path, capture_output=True, text=True)
+        if run.returncode != 0:
+            reason = (run.stderr.strip().splitlines() or ["build_ext failed"])[-1]
+            raise AlternateError(f"cannot build the C extension of {rev!r} ({reason})")
     return path
 
 

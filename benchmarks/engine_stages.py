@@ -80,7 +80,7 @@ def main(argv=None) -> int:
             super().__init__({})
             self.assigned = {t: {0} for t in stages}
             self.partition_counts = {t: 1 for t in stages}
-            self.fused = {t: s.handle for s in (ledger.stage,) if s.fuse for t in s.topics}
+            self.fused = {t: s.handle for s in (ledger.stage, analysis.stage) if s.fuse for t in s.topics}
             self.fusing = {(t, 0) for t in self.fused}  # as in a worker past its barriers
 
         def _new_producer(self, config):  # no producer: records to pipeline topics are queued, the rest counted

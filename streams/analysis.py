@@ -4,7 +4,8 @@ Payee rules keep their state in ``payee-analysis`` (keyed by payee, partitioned 
 payments and analysis topics) and run in the ledger stage on the very record it writes to
 the analysis topic (``analyse_payee``). The account rule (SHARED_ACCOUNT) needs every
 payment to one bank account together, so each record is re-keyed by account onto
-``analysis.by-account`` for the ``account-analysis`` stage. Hits go to the signals topic
+``analysis.by-account`` for the ``account-analysis`` stage (applied at once where this
+worker reads that record's partition: the stage is fused). Hits go to the signals topic
 keyed by case id. Rules select; people decide (``cases``).
 """
 from __future__ import annotations
@@ -52,5 +53,10 @@ def analyse_account(msg, out: Output) -> None:
     apply_rules(out, account_states, msg.partition(), msg.key(), enriched, evaluate_account)
 
 
-stage = Stage("account-analysis", [by_account_topic], analyse_account, failed("analysis"))
+# Fused, like the ledger: when this worker's ledger stage feeds a record to an analysis.by-account
+# partition this worker reads, the account rule is applied at once instead of one hop later
+# (``Output.feed``). The rule is idempotent per event, and the events of one payment are fed
+# by the one worker that registers them, in order; between payments the topic's order is
+# any interleaving of its feeders anyway.
+stage = Stage("account-analysis", [by_account_topic], analyse_account, failed("analysis"), fuse=True)
 stores = [account_states]

@@ -63,6 +63,7 @@ def citizen(msg, out: Output) -> None:
     """Stage: one ledger entry for a viewer -> that viewer's citizen view."""
     headers = msg.headers()
     if headers and (SHOWN, b"1") in headers:  # the ledger stage folded it already, and its changelog is written
+        out.read_settled(citizen_topic)
         return
     show(out, msg.partition(), msg.key(), codec.decode(msg.value(), expect="LedgerEntry"))
 

@@ -113,6 +113,9 @@ class Output:
         self.partition_counts: dict[str, int] = {}  # of the topics stages feed (the engine sets them)
         self._handed: OrderedDict[bytes, tuple[str, dict]] = OrderedDict()
         self.handed: Counter[str] = Counter()  # per fed topic: records handed over or applied, not yet read
+        #: per topic this worker reads: records it wrote whose work is done (applied at once when
+        #: fed, or ``write_settled``), not yet read back: reading one back is a skip, not work
+        self.settled: Counter[str] = Counter()
         #: fed topic -> the handler of the stage reading it, when that stage's records may be
         #: applied at once (``Stage.fuse``); the partitions where that is safe now (``open_fusion``)
         self.fused: dict[str, Callable] = {}
@@ -218,9 +221,11 @@ class Output:
         copies = applied.get(value)
         applied[value] = (topic, copies[1] + 1 if copies else 1)
         self.handed[topic] += 1
-        if len(applied) > self.HAND_OVER_MAX:
+        self.settled[topic] += 1
+        if len(applied) > self.HAND_OVER_MAX:  # applied again when read (idempotent), not skipped
             dropped_topic, dropped = applied.popitem(last=False)[1]
             self.handed[dropped_topic] -= dropped
+            self.settled[dropped_topic] -= dropped
         return True
 
     def arrived(self, value: bytes) -> bool:
@@ -235,6 +240,7 @@ class Output:
         else:
             self._applied[value] = (topic, n - 1)
         self.handed[topic] -= 1
+        self.settled[topic] -= 1
         return True
 
     def open_fusion(self, topic: str, partition: int) -> None:
@@ -258,6 +264,21 @@ class Output:
         self.fusing.clear()
         self.opening.clear()
         self.handed.clear()
+        self.settled.clear()
+
+    def write_settled(self, topic: str, key: bytes, value: bytes, headers: list | None = None) -> None:
+        """Write a record to a topic this worker reads whose work this worker has already
+        done (a payee's own citizen view, folded by the ledger stage): the stage reading it
+        only skips it (and calls ``read_settled``), so back-pressure does not count it as
+        work still to do."""
+        self.write(topic, key, value, headers=headers)
+        self.settled[topic] += 1
+
+    def read_settled(self, topic: str) -> None:
+        """A record written with ``write_settled`` was read back and skipped. (One another
+        worker wrote before a rebalance may be read too: never counted below zero.)"""
+        if self.settled[topic] > 0:
+            self.settled[topic] -= 1
 
     def poll(self) -> None:
         """Serve librdkafka's callbacks (delivery failures) without waiting."""
@@ -283,7 +304,9 @@ class Stage:
     feeds: list[str] = field(default_factory=list)
     #: the engine may apply this stage to a record when this worker feeds it, instead of when
     #: it reads it back (``Output.feed``): for a stage that is idempotent per record and whose
-    #: order matters only between records fed from one input partition
+    #: order matters only between records fed from one input partition (the ledger, and the
+    #: account rule: each payment's events are fed to either by the one worker that reads
+    #: them, in order)
     fuse: bool = False
 
 
@@ -593,7 +616,12 @@ class Engine:
     def _apply_back_pressure(self) -> None:
         """Hold a stage while what it fed this worker is far behind, release it at half.
         Behind: records handed over and not yet taken (exact, after every batch), or not yet
-        read by the last measure (``_unread``, for what is not handed over), whichever is more.
+        read by the last measure (``_unread``, for what is not handed over), whichever is more;
+        of those, the settled ones (``Output.settled``: applied at once when fed, or written
+        settled) are not work still to do, and count only against a bound of their own, as
+        many again: the memo that lets their read-back be skipped holds each until then.
+        (Counted as work, they held ingest while the engine had nothing left to do but wait
+        for its own records to come back from the broker: docs/performance.md, "781a54b →".)
 
         A held stage's records are still read, and wait here in order (``_waiting``); only
         beyond ``max_held`` of them are its inputs paused in the consumer, until half have
@@ -603,18 +631,19 @@ class Engine:
 
         Without back-pressure, ingest read a whole 1M-record backlog before the ledger got
         its share: buffers filled, memory grew and every event waited behind the backlog."""
-        handed, unread, held = self.out.handed, self._unread, self._held
+        handed, unread, held, settled = self.out.handed, self._unread, self._held, self.out.settled
         for stage in self.stages:
             if not stage.feeds:
                 continue
             name = stage.name
-            backlog = sum(max(handed[t], unread.get(t, 0)) for t in stage.feeds)
+            done = sum(settled[t] for t in stage.feeds)
+            backlog = max(done, sum(max(0, max(handed[t], unread.get(t, 0)) - settled[t]) for t in stage.feeds))
             if name in held:
                 if backlog <= self.max_backlog // 2:
                     held.discard(name)
             elif backlog > self.max_backlog:
                 held.add(name)
-                log.debug("%s held: backlog %d", name, backlog)
+                log.debug("%s held: backlog %d (%d settled)", name, backlog, done)
             waiting = len(self._waiting[name])
             if name not in self._paused:
                 if waiting > self.max_held:

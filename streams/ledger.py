@@ -57,7 +57,7 @@ def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None
         key = route.key.encode()
         if route.destination == "citizen" and key == payee_key and citizen.can_show_here(out, partition):
             citizen.show(out, partition, key, route.record)  # the payee's own view, without a hop
-            out.write(output_topics["citizen"], key, value, headers=citizen.SHOWN_HEADERS)
+            out.write_settled(output_topics["citizen"], key, value, headers=citizen.SHOWN_HEADERS)
             continue
         out.write(output_topics[route.destination], key, value)
         if route.destination == "analysis":

@@ -400,6 +400,7 @@ def test_held_records_are_released_in_order_and_dropped_uncommitted_at_a_revoke(
         fused: dict = {}
         opening: dict = {}
         handed: Counter = Counter()
+        settled: Counter = Counter()
 
         def flush(self): pass
         def poll(self): pass
@@ -437,6 +438,37 @@ def test_held_records_are_released_in_order_and_dropped_uncommitted_at_a_revoke(
     engine._on_revoke(engine.consumer, [])
     assert engine.consumer.commits[-1] == {("x", 0): 4, ("y", 0): 1}  # not past what waited
     assert not any(engine._waiting.values()) and not engine._held and not engine._paused
+
+
+def test_settled_records_hold_a_stage_only_past_a_bound_of_their_own():
+    """What a stage fed and this worker already applied, or wrote settled, is only skipped
+    when read back: it is not work still to do, and holds the stage only when it alone is
+    past the bound (the memo that lets it be skipped holds it until then)."""
+    stages = [Stage("A", ["x"], lambda m, o: None, lambda *a: None, feeds=["y", "z"]),
+              Stage("B", ["y"], lambda m, o: None, lambda *a: None),
+              Stage("C", ["z"], lambda m, o: None, lambda *a: None)]
+    engine = Engine("unused:9092", "g", stages, [], max_backlog=10)
+
+    class Out:
+        handed: Counter = Counter()
+        settled: Counter = Counter()
+
+    engine.out = out = Out()
+
+    def held(handed_y, settled_y, unread_z, settled_z):
+        out.handed["y"], out.settled["y"], out.settled["z"] = handed_y, settled_y, settled_z
+        engine._unread = {"y": 0, "z": unread_z}
+        engine._apply_back_pressure()
+        return "A" in engine._held
+
+    assert not held(9, 9, 9, 0)  # 18 behind, 9 of them settled: 9 to do (counted as work before, it was held)
+    assert held(9, 9, 11, 0)  # 11 to do
+    assert held(9, 0, 2, 0) and held(9, 3, 2, 0)  # 11 to do, then 8: held until half
+    assert held(9, 6, 2, 0)  # 5 to do, but 6 settled: above half of their own bound
+    assert not held(9, 5, 1, 0)  # 5 to do, 5 settled: released
+    assert held(8, 8, 3, 3)  # nothing to do, but 11 settled: past their own bound
+    assert held(6, 6, 0, 0) and not held(5, 5, 0, 0)  # released at half of it too
+    assert not held(0, 0, 9, 9)  # the settled ones are among what is unread: nothing to do
 
 
 @pytest.mark.broker
@@ -687,16 +719,22 @@ def test_fused_records_are_applied_at_once_only_where_open_and_skipped_once_each
     output.feed(output.topic, k1, b"c", {"n": "c"})
     output.feed(output.topic, k0, b"a", {"n": "a"})  # the same bytes again (a redelivery): applied again
     assert applied == [(0, b"a", {"n": "a"}), (0, b"a", {"n": "a"})]
-    assert output.handed[output.topic] == 4
+    assert output.handed[output.topic] == 4 and output.settled[output.topic] == 2  # b, c wait: still work
     output.open_fusion(output.topic, 1)  # what waited for partition 1 first, in order
     assert applied[2:] == [(1, b"b", {"n": "b"}), (1, b"c", {"n": "c"})]
+    assert output.settled[output.topic] == 4
     output.feed(output.topic, k1, b"bad", {"n": "bad"})  # failed at once: processed when read
+    assert output.settled[output.topic] == 4
     assert output.take(b"bad") == {"n": "bad"}
     assert [output.arrived(v) for v in (b"a", b"b", b"a", b"a", b"c", b"bad")] == [True, True, True, False, True, False]
-    assert output.handed[output.topic] == 0
+    assert output.handed[output.topic] == 0 and output.settled[output.topic] == 0
     output.feed(output.topic, k0, b"d", {"n": "d"})
+    output.write_settled("other", b"k", b"shown")  # done here already: skipped when read
+    assert output.settled == Counter({output.topic: 1, "other": 1})
     output.forget_handed()  # a rebalance: nothing is open, nothing is skipped
-    assert not output.fusing and not output.opening and not output.arrived(b"d")
+    assert not output.fusing and not output.opening and not output.arrived(b"d") and not +output.settled
+    output.read_settled("other")  # written before the rebalance, read after: never below zero
+    assert output.settled["other"] == 0
     output.opening = {(output.topic, 0): 5}
     output.feed(output.topic, k0, b"e", {"n": "e"})  # waits for its partition to open
     output.feed(output.topic, k1, b"f", {"n": "f"})  # partition 1 neither open nor opening: handed over
