@@ -621,7 +621,7 @@ class Engine:
         settled) are not work still to do, and count only against a bound of their own, as
         many again: the memo that lets their read-back be skipped holds each until then.
         (Counted as work, they held ingest while the engine had nothing left to do but wait
-        for its own records to come back from the broker: docs/performance.md, "781a54b →".)
+        for its own records to come back from the broker: docs/performance.md, "781a54b → e01922c".)
 
         A held stage's records are still read, and wait here in order (``_waiting``); only
         beyond ``max_held`` of them are its inputs paused in the consumer, until half have
