@@ -122,20 +122,23 @@ class _Builder:
             return self.records[name]
         fields: list[tuple] = []  # filled after the node exists: a record may refer to itself
         node = self.records[name] = (OP_RECORD, fields, name if name in self.sealed else None)
-        for field in schema["fields"]:
-            if "default" in field:
-                mode, default = F_DEFAULT, field["default"]
-            elif isinstance(field["type"], list) and "null" in field["type"]:
-                mode, default = F_OPTIONAL, None
-            else:
-                mode, default = F_REQUIRED, None
-            fields.append((field["name"], mode, default, self.node(field["type"])))
+        fields += [self.field(field) for field in schema["fields"]]
         return node
+
+    def field(self, field: dict) -> tuple:
+        """(name, how a missing one is read, its default, node), as the Python writer reads it."""
+        if "default" in field:
+            mode, default = F_DEFAULT, field["default"]
+        elif isinstance(field["type"], list) and "null" in field["type"]:
+            mode, default = F_OPTIONAL, None
+        else:
+            mode, default = F_REQUIRED, None
+        return field["name"], mode, default, self.node(field["type"])
 
 
 class _ReaderBuilder(_Builder):
-    """The reader's program: records are (OP_RECORD, [(name, node), ...], sealed name or
-    None), enums carry their symbols in order, a union its branches in order."""
+    """The reader's program: a record's fields are (name, node), enums carry their symbols
+    in order, a union its branches in order."""
 
     def node(self, schema: Any) -> tuple:
         schema = self.resolve(schema)
@@ -150,25 +153,23 @@ class _ReaderBuilder(_Builder):
             return (OP_ENUM, tuple(schema["symbols"]))
         return super().node(schema)
 
-    def record(self, schema: dict) -> tuple:
-        name = schema["name"]
-        if name in self.records:
-            return self.records[name]
-        fields: list[tuple] = []
-        node = self.records[name] = (OP_RECORD, fields, name if name in self.sealed else None)
-        fields += [(field["name"], self.node(field["type"])) for field in schema["fields"]]
-        return node
+    def field(self, field: dict) -> tuple:
+        return field["name"], self.node(field["type"])
+
+
+def _built(builder: type[_Builder], parsed: dict, sealed: frozenset[str]) -> tuple | None:
+    if _native is None or not isinstance(parsed, dict) or parsed.get("type") != "record":
+        return None
+    try:
+        return builder(parsed.get("__named_schemas", {}), sealed).node(parsed)
+    except NotCompilable:
+        return None
 
 
 def program(parsed: dict, sealed: frozenset[str] = SEALED_RECORDS) -> tuple | None:
     """The C writer's program for a fastavro-parsed record schema, or None when it has
     constructs the C writer leaves to the Python writer (or the C module is not built)."""
-    if _native is None or not isinstance(parsed, dict) or parsed.get("type") != "record":
-        return None
-    try:
-        return _Builder(parsed.get("__named_schemas", {}), sealed).node(parsed)
-    except NotCompilable:
-        return None
+    return _built(_Builder, parsed, sealed)
 
 
 def reader_program(parsed: dict, sealed: frozenset[str] = SEALED_RECORDS) -> tuple | None:
@@ -176,9 +177,4 @@ def reader_program(parsed: dict, sealed: frozenset[str] = SEALED_RECORDS) -> tup
     itself, no resolution), or None when it has constructs the C reader leaves to the
     Python reader (or the C module is not built). Records named in ``sealed`` are read as
     ``Sealed`` items that keep the bytes they were read from, as the Python reader does."""
-    if _native is None or not isinstance(parsed, dict) or parsed.get("type") != "record":
-        return None
-    try:
-        return _ReaderBuilder(parsed.get("__named_schemas", {}), sealed).node(parsed)
-    except NotCompilable:
-        return None
+    return _built(_ReaderBuilder, parsed, sealed)
