@@ -32,8 +32,8 @@ enum { F_REQUIRED = 0, F_OPTIONAL = 1, F_DEFAULT = 2 };
 
 static PyObject *Refused;     /* avro_native.Refused */
 static PyTypeObject *sealed_type = NULL;
-static Py_ssize_t memo_offset = 0;
-static PyObject *empty_tuple = NULL;  /* of Sealed's one slot, "memo": read and set in place */
+static Py_ssize_t memo_offset = 0;  /* of Sealed's one slot, "memo": read and set in place */
+static PyObject *empty_tuple = NULL;  /* the arguments of Sealed's tp_new */
 
 /* A Sealed's memo (borrowed), or NULL when unset. No attribute lookup, and no exception
  * raised and cleared for an unset one: a new item has none. */

@@ -26,7 +26,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .avro_compile import NotCompilable
+from .avro_compile import NotCompilable, SchemaCompiler
 from .sealed import SEALED_RECORDS, Sealed
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class _Builder:
         schema = self.resolve(schema)
         if isinstance(schema, list):
             return self.union(schema)
-        kind, logical = (schema, None) if isinstance(schema, str) else (schema["type"], schema.get("logicalType"))
+        kind, logical = SchemaCompiler.kind_of(schema)
         if kind in ("long", "int"):
             ops = {None: OP_LONG, "date": OP_DATE, "timestamp-millis": OP_TIMESTAMP_MILLIS}
             if logical not in ops:
@@ -108,9 +108,7 @@ class _Builder:
             resolved = self.resolve(branch)
             if isinstance(resolved, list):
                 raise NotCompilable(f"union {branches}")
-            kind, logical = (resolved, None) if isinstance(resolved, str) \
-                else (resolved["type"], resolved.get("logicalType"))
-            test = _BRANCH_TESTS.get((kind, logical))
+            test = _BRANCH_TESTS.get(SchemaCompiler.kind_of(resolved))
             if test is None or any(t == test for t, _, _ in tests):
                 raise NotCompilable(f"union {branches}")
             tests.append((test, index, self.node(branch)))
@@ -146,7 +144,7 @@ class _ReaderBuilder(_Builder):
             if len(schema) > 63:
                 raise NotCompilable("a union of more than 63 branches")
             return (OP_UNION, tuple(self.node(branch) for branch in schema))
-        kind, logical = (schema, None) if isinstance(schema, str) else (schema["type"], schema.get("logicalType"))
+        kind, logical = SchemaCompiler.kind_of(schema)
         if logical is not None and kind not in ("long", "int", "record", "enum", "array", "map"):
             raise NotCompilable(f"logical type {logical} on {kind}")
         if kind == "enum":

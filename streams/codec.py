@@ -92,7 +92,7 @@ class Codec:
 
     def __init__(self, schema_dir: Path = SCHEMA_DIR, native: bool = True):
         named: dict = {}
-        self.native = native and avro_native.available  # write with the C writer first
+        self.native = native and avro_native.available  # write and read with the C codec first
         self._current: dict[str, SchemaVersion] = {}
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
         for path, schema in _parse_all(sorted(schema_dir.glob("*.avsc")), named):
