@@ -4,9 +4,9 @@ Payee rules keep their state in ``payee-analysis`` (keyed by payee, partitioned 
 payments and analysis topics) and run in the ledger stage on the very record it writes to
 the analysis topic (``analyse_payee``). The account rule (SHARED_ACCOUNT) needs every
 payment to one bank account together, so each record is re-keyed by account onto
-``analysis.by-account`` for the ``account-analysis`` stage (applied at once where this
-worker reads that record's partition: the stage is fused). Hits go to the signals topic
-keyed by case id. Rules select; people decide (``cases``).
+``analysis.by-account`` for the ``account-analysis`` stage (applied at once, and not
+written, where this worker reads that record's partition: the stage is fused). Hits go to
+the signals topic keyed by case id. Rules select; people decide (``cases``).
 """
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def analyse_account(msg, out: Output) -> None:
 
 
 # Fused, like the ledger: when this worker's ledger stage feeds a record to an analysis.by-account
-# partition this worker reads, the account rule is applied at once instead of one hop later
-# (``Output.feed``). The rule is idempotent per event, and the events of one payment are fed
+# partition this worker reads, the account rule is applied at once instead of one hop later,
+# and the record is not written (``Output.feed``). The rule is idempotent per event, and the events of one payment are fed
 # by the one worker that registers them, in order; between payments the topic's order is
 # any interleaving of its feeders anyway.
 stage = Stage("account-analysis", [by_account_topic], analyse_account, failed("analysis"), fuse=True)

@@ -113,8 +113,9 @@ class Output:
         self.partition_counts: dict[str, int] = {}  # of the topics stages feed (the engine sets them)
         self._handed: OrderedDict[bytes, tuple[str, dict]] = OrderedDict()
         self.handed: Counter[str] = Counter()  # per fed topic: records handed over or applied, not yet read
-        #: per topic this worker reads: records it wrote whose work is done (applied at once when
-        #: fed, or ``write_settled``), not yet read back: reading one back is a skip, not work
+        #: per topic this worker reads: records it wrote whose work is done (applied when their
+        #: fused partition opened, or ``write_settled``), not yet read back: reading one back is
+        #: a skip, not work
         self.settled: Counter[str] = Counter()
         #: fed topic -> the handler of the stage reading it, when that stage's records may be
         #: applied at once (``Stage.fuse``); the partitions where that is safe now (``open_fusion``)
@@ -157,34 +158,44 @@ class Output:
             self._pending = 0
 
     def feed(self, topic: str, key: bytes, value: bytes, decoded: dict, headers: list | None = None) -> None:
-        """Write a record that a later stage of this pipeline reads. Its partition is chosen
-        here, as the producer's partitioner would. When this worker owns that partition:
+        """Hand a record to a later stage of this pipeline. Its partition is chosen here, as
+        the producer's partitioner would:
 
-        * where the reading stage is fused and the partition is open (``open_fusion``), the
-          stage's handler is applied to the record at once, without waiting for the hop;
-          when the record is read back it is skipped (``arrived``);
-        * else the decoded record is remembered so that the stage need not decode it when
-          it reads the record (``take``).
+        * a partition another worker reads: the record is written to the topic (the hop);
+        * a partition this worker reads whose stage is fused and open (``open_fusion``): the
+          stage's handler is applied at once, and the record is **not written**. The topic is
+          an internal repartition: what it carries is only what another worker must do.
+          Nothing is lost by not writing it: what the record changed is written with the
+          stage's state at the next commit, before the offset of the input that caused it
+          (a crash before that commit makes the input processed again, which feeds the
+          record again). If the handler fails, the record is written and processed when
+          read, like any other (dead-lettered there);
+        * else (a stage not fused, or a partition not open yet) the record is written, and
+          the decoded record is remembered so that the stage need not decode it when it
+          reads it (``take``); a partition not open yet applies it when it opens.
 
-        Either way it counts as that stage's backlog until read (back-pressure). Bounded:
-        beyond ``HAND_OVER_MAX`` the oldest are dropped (then decoded, or applied again,
-        idempotently, when read)."""
+        Written and not yet read back, it counts as that stage's backlog (back-pressure).
+        Bounded: beyond ``HAND_OVER_MAX`` the oldest are dropped (then decoded, or applied
+        again, idempotently, when read)."""
         count = self.partition_counts.get(topic)
         if count is None:  # partition count not known (yet): written like any record, decoded when read
             self.write(topic, key, value, headers=headers)
             return
         partition = partition_of(key, count)
-        self.write(topic, key, value, partition, headers)
         if partition not in self.assigned.get(topic, ()):
+            self.write(topic, key, value, partition, headers)
             return
         if topic in self.fused:
             if (topic, partition) in self.fusing:
-                if self._apply(topic, partition, key, value, headers, decoded):
+                if self._run_fused(topic, partition, key, value, headers, decoded):
+                    metrics.inc(metrics.APPLIED_LOCALLY, topic)
                     return
             elif (topic, partition) in self.opening:
+                self.write(topic, key, value, partition, headers)
                 self._waiting.setdefault((topic, partition), []).append((value, key, headers, decoded))
                 self.handed[topic] += 1
                 return
+        self.write(topic, key, value, partition, headers)
         memo = self._handed
         if value not in memo:
             memo[value] = (topic, decoded)
@@ -204,10 +215,10 @@ class Output:
         self.handed[item[0]] -= 1
         return item[1]
 
-    def _apply(self, topic: str, partition: int, key: bytes, value: bytes, headers: list | None,
-               decoded: dict) -> bool:
-        """Apply the fused stage to a record fed to an open partition; False if it failed
-        (the record is then processed when read, like any other: dead-lettered there)."""
+    def _run_fused(self, topic: str, partition: int, key: bytes, value: bytes, headers: list | None,
+                   decoded: dict) -> bool:
+        """Apply the fused stage's handler to a record fed to ``partition``; False if it
+        failed (logged)."""
         self._current = (value, decoded)
         try:
             self.fused[topic](Fed(topic, partition, key, value, headers), self)
@@ -217,6 +228,15 @@ class Output:
             return False
         finally:
             self._current = None
+        return True
+
+    def _apply(self, topic: str, partition: int, key: bytes, value: bytes, headers: list | None,
+               decoded: dict) -> None:
+        """Apply the fused stage to a record that was written while its partition was not open
+        yet (``open_fusion``): skipped when read back (``arrived``), or, if it failed,
+        processed then like any other record (dead-lettered there)."""
+        if not self._run_fused(topic, partition, key, value, headers, decoded):
+            return
         applied = self._applied
         copies = applied.get(value)
         applied[value] = (topic, copies[1] + 1 if copies else 1)
@@ -226,7 +246,6 @@ class Output:
             dropped_topic, dropped = applied.popitem(last=False)[1]
             self.handed[dropped_topic] -= dropped
             self.settled[dropped_topic] -= dropped
-        return True
 
     def arrived(self, value: bytes) -> bool:
         """Whether a record just read was already applied at once (``feed``): then it is
@@ -244,9 +263,10 @@ class Output:
         return True
 
     def open_fusion(self, topic: str, partition: int) -> None:
-        """From now on records fed to ``partition`` are applied at once. Called when this
-        worker has read everything the partition held at its assignment: what is still
-        unread there was fed by this worker since (applied here first, in feed order: none
+        """From now on records fed to ``partition`` are applied at once (and not written).
+        Called when this worker has read everything the partition held at its assignment:
+        what is still unread there was fed by this worker since (written while the partition
+        was opening, and applied here first, in feed order: none
         may be missing, or a later event of a payment could be applied before an earlier
         one), or by another worker's ingest, whose records are other payments than this
         worker's (each payment's events come from one payer partition, read by one worker)."""
@@ -302,8 +322,9 @@ class Stage:
     #: topics this stage writes that the engine reads again: while their backlog here is
     #: above ``Engine.max_backlog`` the stage's own inputs wait (back-pressure)
     feeds: list[str] = field(default_factory=list)
-    #: the engine may apply this stage to a record when this worker feeds it, instead of when
-    #: it reads it back (``Output.feed``): for a stage that is idempotent per record and whose
+    #: the engine may apply this stage to a record when this worker feeds it, instead of
+    #: writing it and applying it when read back (``Output.feed``): for a stage whose topics
+    #: are internal repartitions, that is idempotent per record, and whose
     #: order matters only between records fed from one input partition (the ledger, and the
     #: account rule: each payment's events are fed to either by the one worker that reads
     #: them, in order)
@@ -456,7 +477,7 @@ class Engine:
         """Process one record of ``stage``: its handler, or a skip for a record already applied
         when fed; a failure goes to the stage's dead-letter handler."""
         out, topic, partition = self.out, msg.topic(), msg.partition()
-        if topic in out.fused and out.arrived(msg.value()):  # applied when this worker fed it
+        if topic in out.fused and out.arrived(msg.value()):  # fed while opening: applied when it opened
             self._done[(topic, partition)] = msg.offset() + 1
             return
         try:
@@ -617,8 +638,8 @@ class Engine:
         """Hold a stage while what it fed this worker is far behind, release it at half.
         Behind: records handed over and not yet taken (exact, after every batch), or not yet
         read by the last measure (``_unread``, for what is not handed over), whichever is more;
-        of those, the settled ones (``Output.settled``: applied at once when fed, or written
-        settled) are not work still to do, and count only against a bound of their own, as
+        of those, the settled ones (``Output.settled``: applied when their fused partition
+        opened, or written settled) are not work still to do, and count only against a bound of their own, as
         many again: the memo that lets their read-back be skipped holds each until then.
         (Counted as work, they held ingest while the engine had nothing left to do but wait
         for its own records to come back from the broker: docs/performance.md, "781a54b → e01922c".)

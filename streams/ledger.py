@@ -102,7 +102,8 @@ def ledger(msg, out: Output) -> None:
 
 
 # Fused: when this worker's ingest feeds a payment to a payments partition this worker reads,
-# the payment is registered at once instead of one hop later (``Output.feed``). Registration
+# the payment is registered at once instead of one hop later, and not written to the topic
+# (``Output.feed``). Registration
 # is idempotent per event, and the events of one payment come from one payer partition, in
 # order, through one worker.
 stage = Stage("ledger", [payments_topic], ledger, failed("ledger"),

@@ -67,6 +67,9 @@ ENRICHMENT_LOOKUP_MISSING = Counter(
 ROUTED = Counter(
     "tkonto_routed_total", "Accepted payments written to each downstream topic, by destination and scope.",
     ["destination", "scope"])
+APPLIED_LOCALLY = Counter(
+    "tkonto_applied_locally_total", "Records of an internal repartition topic applied at once by the worker that "
+    "reads their partition, instead of written to the topic and read back (fused stages).", ["topic"])
 CITIZEN_VISIBILITY_LATENCY = HotHistogram(
     "tkonto_citizen_visibility_latency_seconds", "From the payer's event time to visible in the citizen view.",
     LATENCY_BUCKETS)

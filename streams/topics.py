@@ -31,7 +31,8 @@ class Catalogue:
         p = settings.topic_prefix
         self.payments = TopicSpec(
             f"{p}.payments", "payee_id", "PaymentEvent",
-            "Validated payment events re-keyed by payee (internal repartition; original payer bytes).")
+            "Validated payment events re-keyed by payee (internal repartition; original payer bytes): only "
+            "those another worker registers; a worker registers its own at once (fused ledger stage).")
         self.ledger = TopicSpec(
             f"{p}.ledger", "payee_id", "LedgerEntry",
             "Every registered change of a transaction account, numbered per account.")
@@ -61,7 +62,8 @@ class Catalogue:
 
         self.analysis_by_account = TopicSpec(
             f"{p}.analysis.by-account", "bank_account", "EnrichedPayment",
-            "Analysis input re-keyed by bank account, for account-wide rules (internal repartition).")
+            "Analysis input re-keyed by bank account, for account-wide rules (internal repartition): only "
+            "what another worker's account rule evaluates (the stage is fused).")
         self.signals = TopicSpec(
             f"{p}.signals", "case_id", "SelectionHit",
             "Selection hits of the analysis rules; a redelivery repeats a hit with the same hit_id.")
