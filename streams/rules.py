@@ -594,7 +594,7 @@ def evaluate_payee(state: dict | None, enriched: dict, thresholds: Thresholds) -
 def _shared_account(st: dict, p: dict, enriched: dict, th: Thresholds) -> list[dict]:
     if p["via_representative"]:
         return []
-    if len(_payees(st)) < th.shared_min_payees:
+    if len(st["payments"]) < th.shared_min_payees or len(_payees(st)) < th.shared_min_payees:
         return []  # most accounts are one payee's: never enough payees, in any window
     considered = [q for q in st["payments"] if q["seq"] <= p["seq"] and q["status"] in COUNTED]
     counted = [q for q in considered if not q["via_representative"]]

@@ -862,3 +862,20 @@ def test_without_millisecond_truncation_the_records_would_differ():
     assert mismatched["LedgerEntry"] == checked["LedgerEntry"] > 0
     assert mismatched["EnrichedPayment"] == checked["EnrichedPayment"] > 0
     assert mismatched["register"] > 0  # a redelivery after a restore would re-emit a different entry
+
+
+def test_wire_now_is_now_in_utc_at_millisecond_precision_built_once_a_millisecond(monkeypatch):
+    import streams.ledger as ledger_module
+
+    ns = [1_796_361_158_610_999_998]  # 2026-12-04 05:12:38.610999998 UTC (not rounded up to .611)
+    monkeypatch.setattr(ledger_module.time, "time_ns", lambda: ns[0])
+    monkeypatch.setattr(ledger_module, "_now", (-1, ledger_module._EPOCH))
+    first = ledger_module.wire_now()
+    assert first == dt.datetime(2026, 12, 4, 5, 12, 38, 610000, tzinfo=dt.timezone.utc)
+    assert first.tzinfo is dt.timezone.utc
+    ns[0] += 1  # the same millisecond: the same object
+    assert ledger_module.wire_now() is first
+    ns[0] += 1  # the next one
+    assert ledger_module.wire_now() == first + dt.timedelta(milliseconds=1)
+    ns[0] = 1_796_361_158_000_000_000 - 1  # never rounded up: 37.999 stays in second 37
+    assert ledger_module.wire_now() == dt.datetime(2026, 12, 4, 5, 12, 37, 999000, tzinfo=dt.timezone.utc)
