@@ -90,6 +90,7 @@ def test_scaling_mode_runs_1_and_2_capped_workers_and_both_ledgers_are_exact(tmp
         assert row["cores_per_worker"] == 0.7 and row["events"] == 1500
         assert row["ledger_exact"] is True and row["ledger"]["lost"] == row["ledger"]["doubled"] == 0, row
         assert row["events_per_s"] > 0 and row["cpu_per_1k_workers"] > 0 and 0 < row["host_busy_cores"] <= 2 * 4
+        assert 0 <= row["ready_spread_s"] < 300  # the backlog is published once every worker is ready
     assert report["ratio"] == round(report["rows"][1]["events_per_s"] / report["rows"][0]["events_per_s"], 2)
     assert "2 workers / 1 worker = **" in (out / "scaling.md").read_text()
 
