@@ -108,6 +108,10 @@ PIPELINE_HEALTH = [
     panel("Consumer lag, per topic", "Messages not yet processed, all workers together "
           "(alert TkontoConsumerLagGrowing).",
           [("sum by (topic) (tkonto_consumer_lag_messages)", "{{topic}}")]),
+    panel("Applied at once, per internal topic", "Records of tkonto.payments and tkonto.analysis.by-account "
+          "that the worker reading their partition applied at once instead of writing them (fused stages), "
+          "per second. With several workers, the rest of those topics' records cross to another worker.",
+          [(f"sum by (topic) (rate(tkonto_applied_locally_total[{RATE}]))", "{{topic}}")], unit="ops"),
     panel("API requests, by endpoint and status", "Citizen API and page requests per second.",
           [(f"sum by (endpoint, status) (rate(tkonto_api_requests_total[{RATE}]))", "{{endpoint}} {{status}}")],
           unit="reqps"),
