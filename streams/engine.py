@@ -182,20 +182,19 @@ class Output:
             self.write(topic, key, value, headers=headers)
             return
         partition = partition_of(key, count)
-        if partition not in self.assigned.get(topic, ()):
-            self.write(topic, key, value, partition, headers)
+        mine = partition in self.assigned.get(topic, ())
+        fused = mine and topic in self.fused
+        if fused and (topic, partition) in self.fusing \
+                and self._run_fused(topic, partition, key, value, headers, decoded):
+            metrics.inc(metrics.APPLIED_LOCALLY, topic)
             return
-        if topic in self.fused:
-            if (topic, partition) in self.fusing:
-                if self._run_fused(topic, partition, key, value, headers, decoded):
-                    metrics.inc(metrics.APPLIED_LOCALLY, topic)
-                    return
-            elif (topic, partition) in self.opening:
-                self.write(topic, key, value, partition, headers)
-                self._waiting.setdefault((topic, partition), []).append((value, key, headers, decoded))
-                self.handed[topic] += 1
-                return
         self.write(topic, key, value, partition, headers)
+        if not mine:
+            return
+        if fused and (topic, partition) in self.opening:
+            self._waiting.setdefault((topic, partition), []).append((value, key, headers, decoded))
+            self.handed[topic] += 1
+            return
         memo = self._handed
         if value not in memo:
             memo[value] = (topic, decoded)

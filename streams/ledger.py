@@ -16,6 +16,7 @@ import time
 from . import analysis, citizen, metrics
 from .account import new_account, register
 from .app import catalogue, codec, settings, state_store
+from .avro_reader import timestamp_of
 from .deadletters import dead_letter, source_of
 from .engine import Output, Stage
 from .enrichment import enrich
@@ -65,8 +66,7 @@ def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None
             analysis.analyse_payee(out, partition, key, route.record, value)
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_now: tuple[int, dt.datetime] = (-1, _EPOCH)  # the last millisecond asked for, and its datetime
+_now: tuple[int, dt.datetime | None] = (-1, None)  # the last millisecond asked for, and its datetime
 
 
 def wire_now() -> dt.datetime:
@@ -77,7 +77,7 @@ def wire_now() -> dt.datetime:
     global _now
     ms = time.time_ns() // 1_000_000
     if ms != _now[0]:
-        _now = (ms, _EPOCH + dt.timedelta(milliseconds=ms))
+        _now = (ms, timestamp_of(ms))  # as a consumer decodes it
     return _now[1]
 
 
@@ -112,9 +112,8 @@ def ledger(msg, out: Output) -> None:
 
 # Fused: when this worker's ingest feeds a payment to a payments partition this worker reads,
 # the payment is registered at once instead of one hop later, and not written to the topic
-# (``Output.feed``). Registration
-# is idempotent per event, and the events of one payment come from one payer partition, in
-# order, through one worker.
+# (``Output.feed``). Registration is idempotent per event, and the events of one payment come
+# from one payer partition, in order, through one worker.
 stage = Stage("ledger", [payments_topic], ledger, failed("ledger"),
               feeds=[catalogue.analysis_by_account.name, catalogue.citizen.name], fuse=True)
 stores = [accounts, analysis.payee_states]

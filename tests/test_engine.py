@@ -869,7 +869,7 @@ def test_wire_now_is_now_in_utc_at_millisecond_precision_built_once_a_millisecon
 
     ns = [1_796_361_158_610_999_998]  # 2026-12-04 05:12:38.610999998 UTC (not rounded up to .611)
     monkeypatch.setattr(ledger_module.time, "time_ns", lambda: ns[0])
-    monkeypatch.setattr(ledger_module, "_now", (-1, ledger_module._EPOCH))
+    monkeypatch.setattr(ledger_module, "_now", (-1, None))
     first = ledger_module.wire_now()
     assert first == dt.datetime(2026, 12, 4, 5, 12, 38, 610000, tzinfo=dt.timezone.utc)
     assert first.tzinfo is dt.timezone.utc
