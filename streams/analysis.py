@@ -55,8 +55,8 @@ def analyse_account(msg, out: Output) -> None:
 
 # Fused, like the ledger: when this worker's ledger stage feeds a record to an analysis.by-account
 # partition this worker reads, the account rule is applied at once instead of one hop later,
-# and the record is not written (``Output.feed``). The rule is idempotent per event, and the events of one payment are fed
-# by the one worker that registers them, in order; between payments the topic's order is
-# any interleaving of its feeders anyway.
+# and the record is not written (``Output.feed``). The rule is idempotent per event, and the
+# events of one payment are fed by the one worker that registers them, in order; between
+# payments the topic's order is any interleaving of its feeders anyway.
 stage = Stage("account-analysis", [by_account_topic], analyse_account, failed("analysis"), fuse=True)
 stores = [account_states]

@@ -54,8 +54,8 @@ def run_workers(n_workers: int, cores: float, workdir: Path, sim, emissions, exp
             budget.add(worker.pid)  # before it has loaded anything: the whole process is held to the budget
             workers.append(worker)
         first_ready = dep.wait_all_ready(workers, timeout=300)
-        ready_spread = time.monotonic() - first_ready  # the first one ready to the last
         t0 = time.monotonic()
+        ready_spread = t0 - first_ready  # the first one ready to the last
         c0, b0, h0 = dep.worker_cpu(), dep.broker_cpu(), host_cpu_ticks()
         s0 = [b.stats() for b in budgets]
         progress(f"{n_workers} worker(s) at {cores} cores each ready ({ready_spread:.1f} s from the first to the "
@@ -111,8 +111,8 @@ def markdown(report: dict) -> str:
              "per worker count.", "",
              f"{a['events']} events over {a['payees']} payees, published once every worker is ready; every worker "
              f"process in its own cgroup with a CPU quota of {a['cores_per_worker']} cores (the broker uncapped). "
-             "Sustained = publishing starts -> lag 0 of the pipeline's consumer group. Host busy: the whole machine's busy cores during the drain "
-             f"(/proc/stat), out of {m['nproc']}.", "",
+             "Sustained = publishing starts -> lag 0 of the pipeline's consumer group. Host busy: the whole "
+             f"machine's busy cores during the drain (/proc/stat), out of {m['nproc']}.", "",
              "| workers | cores each | events | s | events/s | × 1 worker | CPU s / 1k (workers) | CPU s / 1k (broker) "
              "| worker cores | broker cores | host busy cores | periods throttled | ledger exact |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
