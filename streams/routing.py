@@ -9,13 +9,12 @@ already keeps municipality and address-like data away from protected persons.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .enrichment import strip_patient_secrecy
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):  # a tuple: built ~4 times per payment, ~3 times faster than a frozen dataclass
     destination: str  # "enriched" | "citizen" | "analysis"
     key: str
     schema: str
