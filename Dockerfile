@@ -9,17 +9,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first (pinned by requirements.lock) so code changes do not reinstall them.
-# setup.py builds the Avro codec in C (streams/avro_native.py): gcc only for the build.
+# The code, then the install: setup.py builds the Avro codec in C (streams/avro_native.py)
+# and compiles the modules of the per-event path with Cython (setup.py, COMPILED), from the
+# code itself, so a code change reinstalls (pinned by requirements.lock); gcc only for the
+# build. The install is editable on purpose: streams/codec.py reads the schemas from the
+# repository root (/app/schemas), next to the streams package.
 COPY pyproject.toml requirements.lock README.md setup.py ./
-COPY streams/__init__.py streams/_avro_native.c streams/
+COPY streams/ streams/
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install -c requirements.lock -e . \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
-# The code and the Avro schemas. The install is editable on purpose: streams/codec.py reads
-# the schemas from the repository root (/app/schemas), next to the streams package.
-COPY streams/ streams/
 COPY schemas/ schemas/
 COPY ops/payers.example.csv ops/payers.example.csv
 

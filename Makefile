@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: install system demo test bench clean
 
-# setup.py and the C source: the Avro codec in C is built by the install (streams/avro_native.py)
-$(BIN)/tkonto: pyproject.toml requirements.lock setup.py streams/_avro_native.c
+# setup.py and the C source: the Avro codec in C is built by the install (streams/avro_native.py),
+# and so are the modules Cython compiles (setup.py, COMPILED): reinstalled when a source changes
+$(BIN)/tkonto: pyproject.toml requirements.lock setup.py streams/_avro_native.c $(wildcard streams/*.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'

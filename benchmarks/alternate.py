@@ -48,8 +48,9 @@ class AlternateError(Exception):
     """A one-line reason the comparison cannot run."""
 
 
-#: run in a checkout that has setup.py: its C extension built in place, as the install builds
-#: it (a checkout without it would run the codec's Python writers and readers instead)
+#: run in a checkout that has setup.py: its C extensions built in place, as the install builds
+#: them, with its own build_ext where it has one (which records what Cython compiled); a
+#: checkout without them would run the codec's Python writers and readers, and its source
 BUILD = """
 import runpy, setuptools
 from setuptools import Distribution
@@ -57,7 +58,7 @@ from setuptools.command.build_ext import build_ext
 found = {}
 setuptools.setup = lambda **options: found.update(options)  # setup.py's arguments, nothing else
 runpy.run_path("setup.py", run_name="__main__")
-command = build_ext(Distribution({"ext_modules": found["ext_modules"]}))
+command = found.get("cmdclass", {}).get("build_ext", build_ext)(Distribution({"ext_modules": found["ext_modules"]}))
 command.inplace = True
 command.ensure_finalized()
 command.run()

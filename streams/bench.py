@@ -998,7 +998,8 @@ def profile(n_events: int, n_payees: int, out: Path) -> int:
         publish(dep.clients, saturated, None, Progress("profile"))
         worker = WorkerProcess(dep.settings.with_overrides(data_dir=str(dep.workdir / "data")),
                                log_file=dep.workdir / "worker.log")
-        env = {**os.environ, **worker.settings.as_env()}
+        # the Python source: py-spy sees no frames inside the modules Cython compiled
+        env = {**os.environ, **worker.settings.as_env(), "TKONTO_COMPILED": "false"}
         proc = spawn_child([pyspy, "record", "-r", "100", "-f", "raw", "-o", str(raw), "--",
                             sys.executable, "-m", "streams.cli", "worker"], env=env,
                            stdout=(dep.workdir / "worker.log").open("ab"), stderr=subprocess.STDOUT)
@@ -1017,7 +1018,8 @@ def profile(n_events: int, n_payees: int, out: Path) -> int:
         dep.workers = []
         dep.close()
     ranked, inclusive, samples = hot_spots(raw)
-    lines = [f"py-spy, 1 worker, {len(saturated)} events, {samples} samples (idle excluded)", "",
+    lines = [f"py-spy, 1 worker (Python source, TKONTO_COMPILED=false), {len(saturated)} events, {samples} samples "
+             "(idle excluded)", "",
              "self % | total % | function", "---: | ---: | ---"]
     lines += [f"{s:.1f} | {t:.1f} | `{f}`" for f, s, t in ranked]
     lines += ["", "inclusive (total %) | function", "---: | ---"]

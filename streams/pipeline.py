@@ -20,7 +20,7 @@ import threading
 
 import mode
 
-from . import analysis, avro_native, citizen, ingest, ledger
+from . import analysis, avro_native, citizen, compiled_modules, ingest, ledger
 from .app import app, catalogue, codec, payers, settings
 from .engine import Engine
 from .owners import announcement, owners, workers_topic
@@ -75,6 +75,14 @@ class EngineService(mode.Service):
         else:
             log.warning("Avro codec: the Python writers and readers alone (~30 µs more CPU a payment event): %s",
                         avro_native.why_not or "TKONTO_NATIVE_CODEC=false")
+        modules = compiled_modules()
+        compiled = sorted(name for name, how in modules.items() if how == "compiled")
+        if modules and len(compiled) == len(modules):
+            log.info("compiled modules (Cython): all %d of the per-event path", len(compiled))
+        else:
+            log.warning("compiled modules (Cython): %d of %d; %s", len(compiled), len(modules),
+                        "; ".join(f"{name}: {how}" for name, how in sorted(modules.items()) if how != "compiled")
+                        or "none built (no Cython or no C compiler at install): the Python source runs")
         self.engine = build_engine()
         self.add_future(self._run())
 

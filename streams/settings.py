@@ -132,6 +132,10 @@ class Settings:
     native_codec: bool = env_field(
         "TKONTO_NATIVE_CODEC", "Write Avro records with the C writer (streams/avro_native.py) where it was built at "
         "install; off: the Python writers alone, same bytes (~30 µs more CPU per payment event).", True)
+    compiled: bool = env_field(
+        "TKONTO_COMPILED", "Run the modules of the per-event path as built by Cython at install (setup.py), where "
+        "built from their present source; off: their Python source (~10 % more instructions per payment event). "
+        "Read when the package is imported (streams/__init__.py).", True)
     log_level: str = env_field("TKONTO_LOG_LEVEL", "Worker log level (info, warning, debug).", "info")
     # -- selection rules (streams/rules.py, docs/rules.md) ------------------------------
     rule_account_not_held_close_match_ore: int = env_field(
