@@ -26,12 +26,13 @@ from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: run in a checkout, with that checkout first on sys.path (the worker processes it starts
-#: inherit the working directory, so they import the same code)
+#: run in a checkout with this tree's harness first on sys.path: every version is measured
+#: the same way (``bench.run_pipeline`` of this tree), and the worker processes it starts
+#: inherit the checkout as their working directory, so they run the checkout's code
 RUNNER = """
 import dataclasses, json, sys, tempfile
 from pathlib import Path
-sys.path.insert(0, ".")
+sys.path.insert(0, sys.argv[6])
 from streams import bench
 from streams.settings import Settings
 workers, events, offered, rate, payees = sys.argv[1:6]
@@ -107,7 +108,7 @@ def checked_out(revs: tuple[str, ...], prefix: str) -> Iterator[list[tuple[str, 
 
 def run_once(path: Path, args) -> list[dict]:
     run = subprocess.run([sys.executable, "-c", RUNNER, str(args.workers), str(args.events), str(args.offered),
-                          str(args.rate), str(args.payees)], cwd=path, capture_output=True, text=True)
+                          str(args.rate), str(args.payees), str(ROOT)], cwd=path, capture_output=True, text=True)
     for line in run.stdout.splitlines():
         if line.startswith("ROWS "):
             return json.loads(line[5:])
