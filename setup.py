@@ -14,6 +14,7 @@ Both are optional: where they cannot be built (no C compiler, no Cython), the in
 on without them and the package runs as Python alone."""
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -36,6 +37,11 @@ def source_digest(module: str) -> str:
 
 class BuildExt(build_ext):
     """build_ext that records, next to the compiled modules, the source each was built from."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:  # the C compiler on every core (an editable install ignores setup's options)
+            self.parallel = os.cpu_count() or 1
 
     def run(self):
         self._built: dict[str, str] = {}
@@ -73,4 +79,4 @@ def compiled_modules() -> list[Extension]:
 
 setup(ext_modules=[Extension("streams._avro_native", [SOURCE], define_macros=[("SOURCE_SHA256", f'"{digest}"')],
                              extra_compile_args=["-O2"], optional=True)] + compiled_modules(),
-      cmdclass={"build_ext": BuildExt}, options={"build_ext": {"parallel": 2}})
+      cmdclass={"build_ext": BuildExt})
