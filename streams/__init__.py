@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from importlib.util import spec_from_file_location
 from pathlib import Path
+
+from .settings import Settings, SettingsError  # not compiled: imported before the finder below
 
 _HERE = Path(__file__).resolve().parent
 MANIFEST = "_compiled_from.json"
@@ -35,7 +36,11 @@ def _decide() -> set[str]:
     built = _built_modules()
     if not built:
         return set()
-    if os.environ.get("TKONTO_COMPILED", "true").strip().lower() in ("false", "0", "no", "off"):
+    try:
+        compiled = Settings.flag("compiled")
+    except SettingsError:  # the worker's settings report it, naming the variable
+        compiled = True
+    if not compiled:
         _state.update(dict.fromkeys(built, "source (TKONTO_COMPILED=false)"))
         return set(built)
     try:

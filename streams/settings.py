@@ -187,6 +187,13 @@ class Settings:
         return f"http://{host}:{self.web_port}"
 
     @classmethod
+    def flag(cls, name: str) -> bool:
+        """One boolean setting read on its own, as ``from_env`` reads it: for the package's
+        import (``compiled``), before anything builds the settings."""
+        f = cls.__dataclass_fields__[name]
+        return _bool(f.metadata["env"], f.default)
+
+    @classmethod
     def from_env(cls) -> "Settings":
         values = {}
         for f in dataclasses.fields(cls):
