@@ -10,8 +10,15 @@ server, the review cases and the timers in the same process.
 Guarantees, the same as before:
 
 * **At-least-once.** A record's offset is committed only after everything it caused
-  (output records and state changelog records) is delivered: the producer is flushed
+  (output records and state changelog records) is delivered: the producers are flushed
   before every commit, and a delivery failure stops the engine instead of committing.
+* **State before outputs.** The output records a batch causes are held in the process
+  until the state changes the batch made are written to their changelogs and delivered
+  (``Engine._settle``, after every batch). A record that reached a consumer was therefore
+  caused by a state change that a replay after a crash finds: the replay changes nothing
+  and re-emits the same records (a ledger entry keeps its sequence number). Without it, a
+  kill -9 between the two could let a replay register an event again with another
+  sequence, when two payers' partitions interleaved differently the second time.
 * **Idempotent state.** A redelivered record meets the state it already changed and
   changes nothing (``account.register`` and the rules are idempotent).
 * **State per partition**, restored from compacted changelog topics when a partition is
@@ -99,7 +106,10 @@ class Fed:
 
 
 class Output:
-    """Where stages write: one librdkafka producer, failures collected for the commit."""
+    """Where stages write: output records, held until the engine releases them (``release``)
+    once the state changes they depend on are delivered; the stores' changelog records,
+    written at once through a producer of their own (``write_state``, ``flush_state``).
+    Delivery failures are collected for the commit."""
 
     #: default size of the hand-over memos: above what back-pressure lets two stages run
     #: ahead (2 x Engine.max_backlog); an engine with a larger max_backlog sizes its own
@@ -107,8 +117,11 @@ class Output:
 
     def __init__(self, config: dict):
         self._producer = self._new_producer(config)
+        #: the changelogs' own producer: the engine waits for what it sent, not for the outputs
+        self._state_producer = self._new_producer(config)
         self.errors: list[str] = []
-        self._pending = 0
+        #: output records written and not yet produced: (produce's positional arguments, headers)
+        self.unreleased: list[tuple[tuple, list | None]] = []
         self.assigned: dict[str, set[int]] = {}  # the engine's partitions, for stages that fuse hops
         self.partition_counts: dict[str, int] = {}  # of the topics stages feed (the engine sets them)
         self._handed: OrderedDict[bytes, tuple[str, dict]] = OrderedDict()
@@ -140,22 +153,51 @@ class Output:
 
     def write(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
               headers: list | None = None) -> None:
-        # positional arguments, and keywords only when given: produce() parses each keyword
-        # at ~0.5 µs, and this runs ~8 times per payment event
-        args = (topic, value, key) if partition is None else (topic, value, key, partition)
+        """Write an output record. It is held here and produced by ``release`` (or ``flush``),
+        which the engine calls once the state changes of the batch are delivered."""
+        # positional arguments for produce(): it parses each keyword at ~0.5 µs, and this runs
+        # ~8 times per payment event
+        self.unreleased.append(((topic, value, key) if partition is None else (topic, value, key, partition), headers))
+
+    def release(self) -> int:
+        """Produce the held output records, in the order they were written; returns how many."""
+        held = self.unreleased
+        if not held:
+            return 0
+        self.unreleased = []
+        producer = self._producer
+        produce = producer.produce
+        for args, headers in held:
+            try:
+                if headers is None:
+                    produce(*args)
+                else:
+                    produce(*args, headers=headers)
+            except BufferError:  # the local queue is full: retried while librdkafka sends
+                self._produce(producer, args, headers)
+        producer.poll(0)
+        return len(held)
+
+    def drop_held(self) -> None:
+        """Forget the held output records (the engine failed, or lost its partitions): the
+        records that caused them are not committed, and are processed again."""
+        self.unreleased.clear()
+
+    def write_state(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+        """Write a changelog record (``Store.flush``): produced at once, by the state's producer."""
+        self._produce(self._state_producer, (topic, value, key, partition), None)
+
+    @staticmethod
+    def _produce(producer, args: tuple, headers: list | None) -> None:
         while True:
             try:
                 if headers is None:
-                    self._producer.produce(*args)
+                    producer.produce(*args)
                 else:
-                    self._producer.produce(*args, headers=headers)
-                break
+                    producer.produce(*args, headers=headers)
+                return
             except BufferError:  # local queue full: let librdkafka send, then retry
-                self._producer.poll(0.01)
-        self._pending += 1
-        if self._pending >= 1000:
-            self._producer.poll(0)
-            self._pending = 0
+                producer.poll(0.01)
 
     def feed(self, topic: str, key: bytes, value: bytes, decoded: dict, headers: list | None = None) -> None:
         """Hand a record to a later stage of this pipeline. Its partition is chosen here, as
@@ -302,10 +344,21 @@ class Output:
     def poll(self) -> None:
         """Serve librdkafka's callbacks (delivery failures) without waiting."""
         self._producer.poll(0)
+        self._state_producer.poll(0)
+
+    def flush_state(self, timeout: float = 60.0) -> None:
+        """Wait until every changelog record written so far is delivered; raise if any was not
+        (or if any record failed before)."""
+        self._raise_if_undelivered(self._state_producer.flush(timeout))
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Wait until every record written so far is delivered; raise if any was not."""
-        left = self._producer.flush(timeout)
+        """Produce what is held, and wait until every record written so far (changelogs and
+        outputs) is delivered; raise if any was not."""
+        self.flush_state(timeout)
+        self.release()
+        self._raise_if_undelivered(self._producer.flush(timeout))
+
+    def _raise_if_undelivered(self, left: int) -> None:
         if left or self.errors:
             errors, self.errors = self.errors, []
             raise confluent_kafka.KafkaException(
@@ -398,6 +451,7 @@ class Engine:
                     self._process(batch)
                 if self._released:
                     self._process_released()
+                self._settle()
                 t2 = clock()
                 self.seconds["consume"] += t1 - t0
                 self.seconds["process"] += t2 - t1
@@ -424,6 +478,7 @@ class Engine:
         except BaseException as exc:
             self.failed = exc  # from here on nothing is committed: not even by the revoke in close()
             self._done = {}
+            self.out.drop_held()  # nor is anything held released
             log.exception("pipeline engine stopped")
             raise
         finally:
@@ -518,6 +573,22 @@ class Engine:
             if tp.offset >= 0:
                 self._pass_barrier(tp.topic, tp.partition, tp.offset)
 
+    def _settle(self, always: bool = False) -> None:
+        """Release the outputs held since the last settle, after the state changes that caused
+        them: every changed state value is written to its changelog, and delivered, first. A
+        crash before the release loses only outputs whose inputs are not committed: processed
+        again, they find the state and re-emit the same records. With no held output, the
+        state waits for the commit (``always``), where several changes of one value are
+        written once."""
+        if not (always or self.out.unreleased):
+            return
+        written = 0
+        for store in self.stores:
+            written += store.flush(self.out.write_state)
+        if written:
+            self.out.flush_state()
+        self.out.release()
+
     def commit(self) -> None:
         """Write the changed state, flush every output, then commit what was processed."""
         if self.failed is not None:
@@ -525,8 +596,7 @@ class Engine:
         if not self._done:
             self.out.poll()
             return
-        for store in self.stores:
-            store.flush(self.out.write)
+        self._settle(always=True)
         self.out.flush()
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
         self._done = {}
@@ -582,6 +652,7 @@ class Engine:
         """Drop uncommitted progress and all state: it is restored from the changelogs and
         the records since the last commit are processed again (by whichever worker owns them)."""
         self._done = {}
+        self.out.drop_held()
         self.out.forget_handed()
         self._drop_waiting()
         for store in self.stores:

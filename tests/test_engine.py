@@ -148,6 +148,16 @@ def traced(monkeypatch):
             super().flush(timeout)
             trace.events.append(("out_flush",))
 
+        def flush_state(self, timeout: float = 60.0) -> None:
+            super().flush_state(timeout)
+            trace.events.append(("state_flush",))
+
+        def release(self) -> int:
+            released = super().release()
+            if released:
+                trace.events.append(("release", released))
+            return released
+
     class TracedConsumer(confluent_kafka.Consumer):
         def commit(self, *args, **kwargs):
             offsets = kwargs.get("offsets")
@@ -161,19 +171,27 @@ def traced(monkeypatch):
 
 def assert_commits_follow_flushes(trace: Trace) -> int:
     """Every commit comes after a store flush and a delivered output flush that both come
-    after the last record handled; returns how many commits there were."""
+    after the last record handled; every release of held outputs comes after the store
+    flush (and, when it wrote anything, the delivered changelog flush) of the records handled
+    before it. Returns how many commits there were."""
     events = trace.events
     commits = 0
     handled: dict[tuple[str, int], int] = {}
     for i, event in enumerate(events):
         if event[0] == "handle":
             handled[(event[1], event[2])] = max(handled.get((event[1], event[2]), -1), event[3])
+        if event[0] == "release":
+            last_handle = max(j for j in range(i) if events[j][0] == "handle")
+            since = events[last_handle + 1:i]
+            assert since and since[0][0] == "store_flush", (i, since)
+            if any(e[0] == "store_flush" and e[1] for e in since):
+                assert ("state_flush",) in since, (i, since)
         if event[0] != "commit":
             continue
         commits += 1
         last_handle = max(j for j in range(i) if events[j][0] == "handle")
-        between = [e[0] for e in events[last_handle + 1:i]]
-        assert between == ["store_flush", "out_flush"], (i, between)
+        between = [e[0] for e in events[last_handle + 1:i] if e[0] not in ("state_flush", "release")]
+        assert between[-1] == "out_flush" and set(between[:-1]) == {"store_flush"}, (i, between)
         for topic, partition, offset in event[1]:
             assert offset == handled[(topic, partition)] + 1  # exactly what was processed
     return commits
@@ -309,6 +327,65 @@ def test_an_undelivered_output_record_is_never_committed_past(kafka, monkeypatch
 
 
 @pytest.mark.broker
+def test_no_output_is_delivered_before_the_state_change_that_caused_it(kafka, monkeypatch):
+    """A stage counts per key in a store and writes each count out. When the changelog
+    record of a batch's counts is not delivered, none of that batch's outputs is: a replay
+    would count again, and an output already out could disagree with the recount."""
+    n = next(_ids)
+    x, y, c, group = f"held{n}.x", f"held{n}.y", f"held{n}.counts-changelog", f"held{n}-group"
+    create_topics(kafka.bootstrap, (x, 1, False), (y, 1, False), (c, 1, True))
+    failing: list[bool] = []
+
+    class LosingStateOutput(Output):
+        """A changelog record the broker never took, once ``failing`` is set."""
+
+        def write_state(self, topic, key, value, partition):
+            super().write_state(topic, key, value, partition)
+            if failing:
+                self._delivered(confluent_kafka.KafkaError(confluent_kafka.KafkaError._MSG_TIMED_OUT), _Delivered(topic))
+
+    monkeypatch.setattr(engine_module, "Output", LosingStateOutput)
+    store = Store("counts", SCHEMA, x, c, default_codec())
+
+    def count(msg, out):
+        p, key = msg.partition(), msg.key()
+        account = store.get(p, key) or new_account(key.decode())
+        account["sequence"] += 1
+        store.put(p, key, account)
+        if msg.value() == b"lost":
+            failing.append(True)
+        out.write(y, key, b"%d" % account["sequence"])
+
+    engine = Engine(kafka.bootstrap, group, [Stage("count", [x], count, lambda msg, exc, out: None)], [store],
+                    consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+                    producer_config={"linger.ms": 5}, commit_interval=60)
+    raised = []
+
+    def run():
+        try:
+            engine.run()
+        except BaseException as exc:  # noqa: BLE001 - the engine must stop on it
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        produce(kafka.bootstrap, x, [(b"k", b"v%d" % i) for i in range(5)])
+        assert wait_until(lambda: len(read_topic(kafka.bootstrap, y)) >= 5, 30, 0.1), "the first outputs never came"
+        produce(kafka.bootstrap, x, [(b"k", b"lost")] + [(b"k", b"w%d" % i) for i in range(3)])
+        thread.join(30)
+    finally:
+        if thread.is_alive():
+            engine.stop()
+            thread.join(10)
+    assert len(raised) == 1 and isinstance(raised[0], confluent_kafka.KafkaException) and engine.failed is raised[0]
+    assert "not delivered" in str(raised[0])
+    # the first five counts are out; the batch whose state failed released nothing
+    assert [m.value() for m in read_topic(kafka.bootstrap, y)] == [b"1", b"2", b"3", b"4", b"5"]
+    assert committed(kafka.bootstrap, group, x, 1)[0] <= 5
+
+
+@pytest.mark.broker
 def test_back_pressure_keeps_a_fast_stage_within_the_backlog_of_a_slow_one(kafka):
     """A reads X and feeds Y at full speed; B takes 1 ms a record. Without back-pressure A
     would run 1,500 records ahead (and the hand-over memo would overflow)."""
@@ -402,9 +479,12 @@ def test_held_records_are_released_in_order_and_dropped_uncommitted_at_a_revoke(
         opening: dict = {}
         handed: Counter = Counter()
         settled: Counter = Counter()
+        unreleased: list = []
 
         def flush(self): pass
         def poll(self): pass
+        def release(self): pass
+        def drop_held(self): pass
         def forget_handed(self): pass
 
     class Consumer_:
