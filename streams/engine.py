@@ -418,7 +418,10 @@ class Engine:
         self._paused: set[str] = set()  # stages whose inputs are also paused in the consumer (max_held)
         self._unread: dict[str, int] = {}  # fed topics: records not yet read here (refreshed every 0.25 s)
         self._fed = sorted({t for s in self.stages for t in s.feeds})
-        self.seconds = {"consume": 0.0, "process": 0.0, "commit": 0.0}  # where the engine thread's time goes
+        #: where the engine thread's time goes: reading, the stages, writing the state and
+        #: producing the held outputs after a batch (``_settle``), waiting there for the state's
+        #: delivery, and the commit's flush and offset commit
+        self.seconds = {"consume": 0.0, "process": 0.0, "settle": 0.0, "wait": 0.0, "commit": 0.0}
         self._reported = (0, dict(self.seconds))
 
     # -- lifecycle ------------------------------------------------------------------
@@ -451,14 +454,16 @@ class Engine:
                     self._process(batch)
                 if self._released:
                     self._process_released()
-                self._settle()
                 t2 = clock()
+                self._settle()
                 self.seconds["consume"] += t1 - t0
                 self.seconds["process"] += t2 - t1
+                t2 = clock()
                 now = time.monotonic()
                 if now - last_commit >= self.commit_interval:
-                    self.commit()
-                    self.seconds["commit"] += clock() - t2
+                    settled = self.seconds["settle"] + self.seconds["wait"]
+                    self.commit()  # its settle is counted as such
+                    self.seconds["commit"] += clock() - t2 - (self.seconds["settle"] + self.seconds["wait"] - settled)
                     last_commit = now
                 if now - last_pressure >= 0.25:
                     self._unread = self._backlog(self._fed)
@@ -582,12 +587,19 @@ class Engine:
         written once."""
         if not (always or self.out.unreleased):
             return
+        clock = time.perf_counter
+        t0 = clock()
         written = 0
         for store in self.stores:
             written += store.flush(self.out.write_state)
+        t1 = clock()
         if written:
             self.out.flush_state()
+        t2 = clock()
         self.out.release()
+        seconds = self.seconds
+        seconds["settle"] += clock() - t2 + t1 - t0
+        seconds["wait"] += t2 - t1
 
     def commit(self) -> None:
         """Write the changed state, flush every output, then commit what was processed."""
@@ -765,8 +777,9 @@ class Engine:
         if count:
             spent = {k: (v - seconds[k]) / interval for k, v in self.seconds.items()}
             log.info("pipeline: %d records in %.0f s (%.0f/s); time in consume %.0f%%, process %.0f%%, "
-                     "commit (flush) %.0f%%; lag %s", count, interval, count / interval, 100 * spent["consume"],
-                     100 * spent["process"], 100 * spent["commit"], sum(self.lag_by_topic.values()))
+                     "settle %.0f%% (+ %.0f%% waiting for the state's delivery), commit %.0f%%; lag %s",
+                     count, interval, count / interval, 100 * spent["consume"], 100 * spent["process"],
+                     100 * spent["settle"], 100 * spent["wait"], 100 * spent["commit"], sum(self.lag_by_topic.values()))
         self._reported = (self.processed, dict(self.seconds))
 
     def partitions(self) -> int:
