@@ -274,7 +274,8 @@ def publish(clients: dict[str, PayerClient], emissions, rate: float | None, prog
 class Deployment:
     """One broker, one topic prefix and app id, its payers file and worker processes."""
 
-    def __init__(self, name: str, workdir: Path, sim: Simulation, base: Settings, quick: bool):
+    def __init__(self, name: str, workdir: Path, sim: Simulation, base: Settings, quick: bool,
+                 log_level: str = "warning"):
         self.name = name
         self.quick = quick
         self.workdir = workdir / name
@@ -286,7 +287,7 @@ class Deployment:
         self.settings = base.with_overrides(
             bootstrap_servers=self.broker.bootstrap, topic_prefix=tag, app_id=f"tkonto-{tag}",
             payers_file=str(payers_file),  # batching as configured (TKONTO_SINGLE_RECORD_BATCHES)
-            session_timeout=2.0 if quick else 4.0, log_level="warning",
+            session_timeout=2.0 if quick else 4.0, log_level=log_level,
             jwt_secret=base.jwt_secret or "bench-secret-not-for-production")
         self.catalogue = Catalogue(self.settings)
         self.payer_ids = [p.payer_id for p in sim.payers]
@@ -408,10 +409,11 @@ class Deployment:
 
 # -- rows 3 and 4: the tkonto pipeline -----------------------------------------------------
 def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, saturated, offered, rate: float,
-                 settings: Settings, quick: bool, raw_rows: list | None = None) -> list[Row]:
+                 settings: Settings, quick: bool, raw_rows: list | None = None,
+                 log_level: str = "warning") -> list[Row]:
     label = f"{n_workers} worker{'s' if n_workers > 1 else ''}"
     progress = Progress(name)
-    dep = Deployment(name, workdir, sim, settings, quick)
+    dep = Deployment(name, workdir, sim, settings, quick, log_level)
     rows: list[Row] = []
     expect_a = expected_ledger(sim, saturated)
     expect_all = expected_ledger(sim, list(saturated) + list(offered))
@@ -674,7 +676,8 @@ def run_bench(args) -> int:
                        "batch_size": settings.batch_size, "store": settings.store,
                        "single_record_batches": settings.single_record_batches}}
     print(f"tkonto bench: {n_events} events over {n_payees} payees, offered load {rate:.0f}/s "
-          f"({n_offered} events); logs in {workdir}; load {report['load_before']}", flush=True)
+          f"({n_offered} events); logs in {workdir} (deleted at the end unless --keep-logs); "
+          f"load {report['load_before']}", flush=True)
     t_start = time.monotonic()
     sim, saturated, offered = make_emissions(n_payees, n_events, n_offered)
     raw_rows: list[Row] = []
@@ -682,7 +685,10 @@ def run_bench(args) -> int:
     from .bench_reference import run_naive, run_raw_offered
 
     try:
-        pipe1 = run_pipeline("tkonto-1w", 1, workdir, sim, saturated, offered, rate, settings, quick, raw_rows)
+        # workers log at info with --keep-logs: their engine's line every 5 s says where the time went
+        log_level = "info" if getattr(args, "keep_logs", False) else "warning"
+        pipe1 = run_pipeline("tkonto-1w", 1, workdir, sim, saturated, offered, rate, settings, quick, raw_rows,
+                             log_level)
         # each raw loop (default, then single-record batches, as run_pipeline ran them) saturated,
         # then at the offered rate on a broker of its own
         for raw, single in zip(raw_rows, (False, True)):
@@ -690,7 +696,8 @@ def run_bench(args) -> int:
         rows += run_naive(workdir, saturated, offered, rate, settings, quick, Progress("naive"))
         rows += pipe1
         if workers_max >= 2:
-            rows += run_pipeline("tkonto-2w", 2, workdir, sim, saturated, offered, rate, settings, quick)
+            rows += run_pipeline("tkonto-2w", 2, workdir, sim, saturated, offered, rate, settings, quick,
+                                 log_level=log_level)
         if not args.skip_faults:
             report["fault"] = run_fault(workdir, sim, saturated, settings, quick)
     finally:
@@ -709,7 +716,10 @@ def run_bench(args) -> int:
     report["load_after"] = loadavg()
     report["elapsed_s"] = round(time.monotonic() - t_start, 1)
     write_report(out_dir, "bench", report, markdown(report), console_table(report))
-    shutil.rmtree(workdir, ignore_errors=True)
+    if getattr(args, "keep_logs", False):
+        print(f"logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     fault = report.get("fault")
     ok = all(r.ledger_exact is not False for r in rows) and (not fault or fault["exact"])
     return 0 if ok else 1

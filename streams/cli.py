@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results", help="folder for bench.md and bench.json (default results/)")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every row")
     bench.add_argument("--skip-faults", action="store_true", help="skip the kill -9 fault scenario")
+    bench.add_argument("--keep-logs", action="store_true",
+                       help="keep the workers' logs (their engine lines say where the time went) instead of deleting them")
     bench_sub = bench.add_subparsers(dest="bench_mode", parser_class=_Parser)
     memory = bench_sub.add_parser("memory", help="RSS growth of one rocksdb worker over a large backlog")
     memory.add_argument("--events", type=_positive_int, default=1_000_000, help="events (default 1000000)")
