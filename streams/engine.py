@@ -117,11 +117,15 @@ class Output:
 
     def __init__(self, config: dict):
         self._producer = self._new_producer(config)
-        #: the changelogs' own producer: the engine waits for what it sent, not for the outputs
-        self._state_producer = self._new_producer(config)
+        #: the changelogs' own producer: the engine waits for what it sent, not for the outputs.
+        #: It sends at once: the outputs wait for it (``Engine._settle``)
+        self._state_producer = self._new_producer({**config, "linger.ms": 1})
         self.errors: list[str] = []
         #: output records written and not yet produced: (produce's positional arguments, headers)
         self.unreleased: list[tuple[tuple, list | None]] = []
+        #: output records whose state changes are written to the changelogs, and produced once
+        #: those are delivered (``await_state``, ``release_awaiting``)
+        self.awaiting: list[tuple[tuple, list | None]] = []
         self.assigned: dict[str, set[int]] = {}  # the engine's partitions, for stages that fuse hops
         self.partition_counts: dict[str, int] = {}  # of the topics stages feed (the engine sets them)
         self._handed: OrderedDict[bytes, tuple[str, dict]] = OrderedDict()
@@ -160,11 +164,31 @@ class Output:
         self.unreleased.append(((topic, value, key) if partition is None else (topic, value, key, partition), headers))
 
     def release(self) -> int:
-        """Produce the held output records, in the order they were written; returns how many."""
+        """Produce every held output record (awaiting its state, then written since), in the
+        order they were written; returns how many."""
+        released = self.release_awaiting()
         held = self.unreleased
+        if held:
+            self.unreleased = []
+            self._produce_all(held)
+        return released + len(held)
+
+    def await_state(self) -> None:
+        """The output records written so far wait for the changelog records written so far
+        (``state_delivered``), then ``release_awaiting``."""
+        self.awaiting += self.unreleased
+        self.unreleased = []
+
+    def release_awaiting(self) -> int:
+        """Produce the output records that waited for their state (``await_state``)."""
+        held = self.awaiting
         if not held:
             return 0
-        self.unreleased = []
+        self.awaiting = []
+        self._produce_all(held)
+        return len(held)
+
+    def _produce_all(self, held: list[tuple[tuple, list | None]]) -> None:
         producer = self._producer
         produce = producer.produce
         for args, headers in held:
@@ -176,12 +200,20 @@ class Output:
             except BufferError:  # the local queue is full: retried while librdkafka sends
                 self._produce(producer, args, headers)
         producer.poll(0)
-        return len(held)
 
     def drop_held(self) -> None:
         """Forget the held output records (the engine failed, or lost its partitions): the
         records that caused them are not committed, and are processed again."""
         self.unreleased.clear()
+        self.awaiting.clear()
+
+    def state_delivered(self) -> bool:
+        """Whether every changelog record written so far is delivered, without waiting; raises
+        if any was not (or if any record failed before)."""
+        producer = self._state_producer
+        producer.poll(0)  # serves the failures' delivery reports, which count in len() until then
+        self._raise_if_undelivered(0)
+        return len(producer) == 0
 
     def write_state(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
         """Write a changelog record (``Store.flush``): produced at once, by the state's producer."""
@@ -448,7 +480,8 @@ class Engine:
         try:
             while not self._stop.is_set():
                 t0 = clock()
-                batch = next_batch(self.consumer, self.batch_size, self.poll_timeout)
+                # outputs waiting for their state: no waiting here for records (``_settle``)
+                batch = next_batch(self.consumer, self.batch_size, 0 if self.out.awaiting else self.poll_timeout)
                 t1 = clock()
                 if batch:
                     self._process(batch)
@@ -579,37 +612,60 @@ class Engine:
                 self._pass_barrier(tp.topic, tp.partition, tp.offset)
 
     def _settle(self, always: bool = False) -> None:
-        """Release the outputs held since the last settle, after the state changes that caused
-        them: every changed state value is written to its changelog, and delivered, first. A
-        crash before the release loses only outputs whose inputs are not committed: processed
-        again, they find the state and re-emit the same records. With no held output, the
-        state waits for the commit (``always``), where several changes of one value are
-        written once."""
-        if not (always or self.out.unreleased):
-            return
+        """After a batch: outputs are produced only once the state changes that caused them
+        are delivered to the changelogs. A crash before that loses only outputs whose inputs
+        are not committed: processed again, they find the state and re-emit the same records.
+
+        Pipelined, so that the engine does not wait for the broker after every batch: the
+        state changes of a batch are written now, its outputs wait (``Output.await_state``),
+        and they are produced at the next settle, when the state is delivered (by then it
+        usually is; if not, that settle waits). The run loop does not block on an empty
+        consumer while outputs wait. With no held output the state waits for the commit
+        (``always``: everything is written, delivered and produced), where several changes
+        of one value are written once."""
+        out = self.out
         clock = time.perf_counter
+        seconds = self.seconds
         t0 = clock()
+        if out.awaiting:
+            if not out.state_delivered():
+                out.flush_state()
+                t1 = clock()
+                seconds["wait"] += t1 - t0
+                t0 = t1
+            out.release_awaiting()
+        if not (always or out.unreleased):
+            seconds["settle"] += clock() - t0
+            return
         written = 0
         for store in self.stores:
-            written += store.flush(self.out.write_state)
-        t1 = clock()
-        if written:
-            self.out.flush_state()
-        t2 = clock()
-        self.out.release()
-        seconds = self.seconds
-        seconds["settle"] += clock() - t2 + t1 - t0
-        seconds["wait"] += t2 - t1
+            written += store.flush(out.write_state)
+        if always:
+            t1 = clock()
+            if written:
+                out.flush_state()
+            t2 = clock()
+            seconds["wait"] += t2 - t1
+            t0 += t2 - t1
+            out.release()
+        elif written:
+            out.await_state()
+        else:  # no state changed since the last delivered: nothing to wait for
+            out.release()
+        seconds["settle"] += clock() - t0
 
     def commit(self) -> None:
         """Write the changed state, flush every output, then commit what was processed."""
         if self.failed is not None:
             raise RuntimeError("the engine failed; nothing more is committed") from self.failed
-        if not self._done:
-            self.out.poll()
+        out = self.out
+        if not (self._done or out.unreleased or out.awaiting):
+            out.poll()
             return
         self._settle(always=True)
-        self.out.flush()
+        out.flush()
+        if not self._done:  # outputs only (of fed records applied when their partition opened)
+            return
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
         self._done = {}
         try:

@@ -90,7 +90,7 @@ class App:
         self.store.trace = trace
 
     def handle_a(self, msg, out) -> None:
-        self.trace.events.append(("handle", msg.topic(), msg.partition(), msg.offset()))
+        self.trace.events.append(("handle", msg.topic(), msg.partition(), msg.offset(), msg.value()))
         if msg.value() == b"boom":
             raise ValueError("boom on purpose")
         self.a.append((msg.partition(), msg.offset()))
@@ -101,7 +101,7 @@ class App:
         out.write(self.t["D"], msg.key(), msg.value())
 
     def handle_b(self, msg, out) -> None:
-        self.trace.events.append(("handle", msg.topic(), msg.partition(), msg.offset()))
+        self.trace.events.append(("handle", msg.topic(), msg.partition(), msg.offset(), msg.value()))
         self.b.append((msg.partition(), msg.offset()))
         handed = out.take(msg.value())
         if handed is not None:
@@ -150,13 +150,17 @@ def traced(monkeypatch):
 
         def flush_state(self, timeout: float = 60.0) -> None:
             super().flush_state(timeout)
-            trace.events.append(("state_flush",))
+            trace.events.append(("state_delivered",))
 
-        def release(self) -> int:
-            released = super().release()
-            if released:
-                trace.events.append(("release", released))
-            return released
+        def state_delivered(self) -> bool:
+            delivered = super().state_delivered()
+            if delivered:
+                trace.events.append(("state_delivered",))
+            return delivered
+
+        def _produce_all(self, held) -> None:
+            super()._produce_all(held)
+            trace.events.append(("release", [args[1] for args, _ in held]))
 
     class TracedConsumer(confluent_kafka.Consumer):
         def commit(self, *args, **kwargs):
@@ -171,26 +175,33 @@ def traced(monkeypatch):
 
 def assert_commits_follow_flushes(trace: Trace) -> int:
     """Every commit comes after a store flush and a delivered output flush that both come
-    after the last record handled; every release of held outputs comes after the store
-    flush (and, when it wrote anything, the delivered changelog flush) of the records handled
-    before it. Returns how many commits there were."""
+    after the last record handled. Every output record is produced after a store flush that
+    follows the handling of the record that wrote it, and only once every changelog record
+    written before is delivered. Returns how many commits there were."""
     events = trace.events
     commits = 0
     handled: dict[tuple[str, int], int] = {}
+    handled_at: dict[bytes, int] = {}  # a record's value -> where it was handled (its outputs carry it)
+    written_at: list[int] = []  # store flushes that wrote changelog records, not yet delivered
     for i, event in enumerate(events):
         if event[0] == "handle":
             handled[(event[1], event[2])] = max(handled.get((event[1], event[2]), -1), event[3])
+            handled_at.setdefault(event[4], i)
+        if event[0] == "store_flush" and event[1]:
+            written_at.append(i)
+        if event[0] == "state_delivered":
+            written_at.clear()
         if event[0] == "release":
-            last_handle = max(j for j in range(i) if events[j][0] == "handle")
-            since = events[last_handle + 1:i]
-            assert since and since[0][0] == "store_flush", (i, since)
-            if any(e[0] == "store_flush" and e[1] for e in since):
-                assert ("state_flush",) in since, (i, since)
+            assert not written_at, (i, "outputs produced before the state written at", written_at)
+            for value in event[1]:
+                if value in handled_at:
+                    flushes = [e for e in events[handled_at[value] + 1:i] if e[0] == "store_flush"]
+                    assert flushes, (i, value, "produced with no store flush since it was handled")
         if event[0] != "commit":
             continue
         commits += 1
         last_handle = max(j for j in range(i) if events[j][0] == "handle")
-        between = [e[0] for e in events[last_handle + 1:i] if e[0] not in ("state_flush", "release")]
+        between = [e[0] for e in events[last_handle + 1:i] if e[0] not in ("state_delivered", "release")]
         assert between[-1] == "out_flush" and set(between[:-1]) == {"store_flush"}, (i, between)
         for topic, partition, offset in event[1]:
             assert offset == handled[(topic, partition)] + 1  # exactly what was processed
@@ -480,6 +491,7 @@ def test_held_records_are_released_in_order_and_dropped_uncommitted_at_a_revoke(
         handed: Counter = Counter()
         settled: Counter = Counter()
         unreleased: list = []
+        awaiting: list = []
 
         def flush(self): pass
         def poll(self): pass
