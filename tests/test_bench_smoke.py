@@ -3,8 +3,10 @@ scenario loses and doubles nothing. No timing thresholds: figures depend on the 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +19,16 @@ NUMERIC = ("events", "seconds", "events_per_s", "cpu_per_1k_workers", "cpu_per_1
 
 def test_quick_bench_writes_a_complete_table_and_the_fault_scenario_is_exact(tmp_path):
     out = tmp_path / "results"
-    result = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "--quick", "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "--quick", "--keep-logs", "--out", str(out)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # --keep-logs: the run's folder stays, with the workers' logs at info
+    kept = Path(result.stdout.split("logs kept in ", 1)[1].split()[0])
+    try:
+        worker_log = (kept / "tkonto-1w" / "worker-1.log").read_text()
+        assert "[INFO]" in worker_log and "pipeline assigned" in worker_log
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
     assert (out / "bench.md").is_file() and (out / "bench.json").is_file()
     report = json.loads((out / "bench.json").read_text())
 
