@@ -290,6 +290,26 @@ class _Delivered:
         return self._topic
 
 
+def report_lost(out: Output, topic: str) -> None:
+    """The delivery report librdkafka gives for a record of ``topic`` the broker never took."""
+    out._delivered(confluent_kafka.KafkaError(confluent_kafka.KafkaError._MSG_TIMED_OUT), _Delivered(topic))
+
+
+def start_catching(engine: Engine) -> tuple[threading.Thread, list[BaseException]]:
+    """Run ``engine`` on a thread of its own; what it raises when it stops is kept in the list."""
+    raised: list[BaseException] = []
+
+    def run():
+        try:
+            engine.run()
+        except BaseException as exc:  # noqa: BLE001 - the engine must stop on it
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, raised
+
+
 @pytest.mark.broker
 def test_an_undelivered_output_record_is_never_committed_past(kafka, monkeypatch):
     n = next(_ids)
@@ -304,7 +324,7 @@ def test_an_undelivered_output_record_is_never_committed_past(kafka, monkeypatch
         def write(self, topic, key, value, partition=None, headers=None):
             super().write(topic, key, value, partition, headers)
             if value == b"lost":
-                self._delivered(confluent_kafka.KafkaError(confluent_kafka.KafkaError._MSG_TIMED_OUT), _Delivered(topic))
+                report_lost(self, topic)
 
     monkeypatch.setattr(engine_module, "Output", LosingOutput)
     handled = []
@@ -315,16 +335,7 @@ def test_an_undelivered_output_record_is_never_committed_past(kafka, monkeypatch
 
     engine = Engine(kafka.bootstrap, group, [Stage("copy", [x], copy, lambda msg, exc, out: None)], [],
                     consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}, commit_interval=0.3)
-    raised = []
-
-    def run():
-        try:
-            engine.run()
-        except BaseException as exc:  # noqa: BLE001 - the engine must stop on it
-            raised.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    thread, raised = start_catching(engine)
     thread.join(30)
     if thread.is_alive():
         engine.stop()
@@ -353,7 +364,7 @@ def test_no_output_is_delivered_before_the_state_change_that_caused_it(kafka, mo
         def write_state(self, topic, key, value, partition):
             super().write_state(topic, key, value, partition)
             if failing:
-                self._delivered(confluent_kafka.KafkaError(confluent_kafka.KafkaError._MSG_TIMED_OUT), _Delivered(topic))
+                report_lost(self, topic)
 
     monkeypatch.setattr(engine_module, "Output", LosingStateOutput)
     store = Store("counts", SCHEMA, x, c, default_codec())
@@ -370,16 +381,7 @@ def test_no_output_is_delivered_before_the_state_change_that_caused_it(kafka, mo
     engine = Engine(kafka.bootstrap, group, [Stage("count", [x], count, lambda msg, exc, out: None)], [store],
                     consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
                     producer_config={"linger.ms": 5}, commit_interval=60)
-    raised = []
-
-    def run():
-        try:
-            engine.run()
-        except BaseException as exc:  # noqa: BLE001 - the engine must stop on it
-            raised.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    thread, raised = start_catching(engine)
     try:
         produce(kafka.bootstrap, x, [(b"k", b"v%d" % i) for i in range(5)])
         assert wait_until(lambda: len(read_topic(kafka.bootstrap, y)) >= 5, 30, 0.1), "the first outputs never came"
