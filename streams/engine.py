@@ -240,9 +240,9 @@ class Output:
           stage's handler is applied at once, and the record is **not written**. The topic is
           an internal repartition: what it carries is only what another worker must do.
           Nothing is lost by not writing it: what the record changed is written with the
-          stage's state at the next commit, before the offset of the input that caused it
-          (a crash before that commit makes the input processed again, which feeds the
-          record again). If the handler fails, the record is written and processed when
+          stage's state at the next settle or commit, before the offset of the input that
+          caused it is committed (a crash before that commit makes the input processed
+          again, which feeds the record again). If the handler fails, the record is written and processed when
           read, like any other (dead-lettered there);
         * else (a stage not fused, or a partition not open yet) the record is written, and
           the decoded record is remembered so that the stage need not decode it when it

@@ -3,8 +3,9 @@
 A ``Store`` belongs to one stage and is partitioned like the stage's source topic: the
 state of source partition *p* is written to changelog partition *p*, so whichever worker is
 assigned *p* restores exactly that partition. A changed value is encoded and written once
-per commit (``flush``, before the inputs' offsets are committed), however often it changed
-in between: a payee's PLANNED and EXECUTED events often arrive close together. Values are kept decoded in memory for the
+per flush, however often it changed in between: the engine flushes after a batch that wrote
+outputs (which are produced only once the state is delivered) and at every commit, before
+the inputs' offsets are committed. Values are kept decoded in memory for the
 hot path (``memory://``), or as Avro bytes in RocksDB with a bounded cache of decoded
 values (``rocksdb://``, for state larger than memory). A value restored from the changelog
 stays bytes until it is first read.
@@ -335,7 +336,8 @@ class Store:
 
     def flush(self, write: Write) -> int:
         """Encode every value (with ``Entries``: every entry) changed since the last flush
-        and write it to the changelog (the engine flushes before it commits offsets).
+        and write it to the changelog (the engine flushes before it produces the outputs
+        those changes caused, and before it commits offsets).
         Returns how many records were written."""
         written = 0
         for p, part in self.partitions.items():
