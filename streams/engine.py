@@ -487,16 +487,12 @@ class Engine:
                     self._process(batch)
                 if self._released:
                     self._process_released()
-                t2 = clock()
-                self._settle()
                 self.seconds["consume"] += t1 - t0
-                self.seconds["process"] += t2 - t1
-                t2 = clock()
+                self.seconds["process"] += clock() - t1
+                self._settle()  # counts its own time, as the commit does
                 now = time.monotonic()
                 if now - last_commit >= self.commit_interval:
-                    settled = self.seconds["settle"] + self.seconds["wait"]
-                    self.commit()  # its settle is counted as such
-                    self.seconds["commit"] += clock() - t2 - (self.seconds["settle"] + self.seconds["wait"] - settled)
+                    self.commit()
                     last_commit = now
                 if now - last_pressure >= 0.25:
                     self._unread = self._backlog(self._fed)
@@ -624,35 +620,31 @@ class Engine:
         (``always``: everything is written, delivered and produced), where several changes
         of one value are written once."""
         out = self.out
-        clock = time.perf_counter
-        seconds = self.seconds
-        t0 = clock()
+        started, waited = time.perf_counter(), 0.0
         if out.awaiting:
             if not out.state_delivered():
-                out.flush_state()
-                t1 = clock()
-                seconds["wait"] += t1 - t0
-                t0 = t1
+                waited += self._wait_for_state()
             out.release_awaiting()
-        if not (always or out.unreleased):
-            seconds["settle"] += clock() - t0
-            return
-        written = 0
-        for store in self.stores:
-            written += store.flush(out.write_state)
-        if always:
-            t1 = clock()
-            if written:
-                out.flush_state()
-            t2 = clock()
-            seconds["wait"] += t2 - t1
-            t0 += t2 - t1
-            out.release()
-        elif written:
-            out.await_state()
-        else:  # no state changed since the last delivered: nothing to wait for
-            out.release()
-        seconds["settle"] += clock() - t0
+        if always or out.unreleased:
+            written = 0
+            for store in self.stores:
+                written += store.flush(out.write_state)
+            if always:
+                if written:
+                    waited += self._wait_for_state()
+                out.release()
+            elif written:
+                out.await_state()
+            else:  # no state changed since the last delivered: nothing to wait for
+                out.release()
+        self.seconds["wait"] += waited
+        self.seconds["settle"] += time.perf_counter() - started - waited
+
+    def _wait_for_state(self) -> float:
+        """Wait until the changelog records written so far are delivered; returns how long it took."""
+        started = time.perf_counter()
+        self.out.flush_state()
+        return time.perf_counter() - started
 
     def commit(self) -> None:
         """Write the changed state, flush every output, then commit what was processed."""
@@ -663,15 +655,16 @@ class Engine:
             out.poll()
             return
         self._settle(always=True)
+        started = time.perf_counter()
         out.flush()
-        if not self._done:  # outputs only (of fed records applied when their partition opened)
-            return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
-        self._done = {}
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except confluent_kafka.KafkaException as exc:  # e.g. a rebalance in between: records are redone, idempotently
-            log.warning("offset commit failed (%s); the records will be processed again", exc)
+        if self._done:  # else outputs only (of fed records applied when their partition opened)
+            offsets = [TopicPartition(t, p, o) for (t, p), o in self._done.items()]
+            self._done = {}
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except confluent_kafka.KafkaException as exc:  # e.g. a rebalance in between: records are redone, idempotently
+                log.warning("offset commit failed (%s); the records will be processed again", exc)
+        self.seconds["commit"] += time.perf_counter() - started
 
     # -- rebalancing ------------------------------------------------------------------
     def _on_assign(self, consumer, partitions) -> None:
