@@ -655,6 +655,7 @@ def console_table(report: dict) -> str:
 
 def run_bench(args) -> int:
     quick = bool(getattr(args, "quick", False))
+    keep_logs = bool(getattr(args, "keep_logs", False))
     n_events = 1500 if quick else args.events
     n_payees = 300 if quick else args.payees
     rate = 500.0 if quick else float(args.rate)
@@ -686,9 +687,9 @@ def run_bench(args) -> int:
 
     try:
         # workers log at info with --keep-logs: their engine's line every 5 s says where the time went
-        log_level = "info" if getattr(args, "keep_logs", False) else "warning"
+        log_level = "info" if keep_logs else "warning"
         pipe1 = run_pipeline("tkonto-1w", 1, workdir, sim, saturated, offered, rate, settings, quick, raw_rows,
-                             log_level)
+                             log_level=log_level)
         # each raw loop (default, then single-record batches, as run_pipeline ran them) saturated,
         # then at the offered rate on a broker of its own
         for raw, single in zip(raw_rows, (False, True)):
@@ -716,7 +717,7 @@ def run_bench(args) -> int:
     report["load_after"] = loadavg()
     report["elapsed_s"] = round(time.monotonic() - t_start, 1)
     write_report(out_dir, "bench", report, markdown(report), console_table(report))
-    if getattr(args, "keep_logs", False):
+    if keep_logs:
         print(f"logs kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
