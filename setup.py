@@ -73,7 +73,7 @@ def compiled_modules() -> list[Extension]:
                for m in COMPILED if (HERE / "streams" / f"{m}.py").exists()]
     # annotation_typing off: the annotations stay hints, as in Python (a ``dict`` may be a
     # subclass of dict, such as ``Sealed``)
-    return cythonize(modules, quiet=True, nthreads=2,
+    return cythonize(modules, quiet=True, nthreads=os.cpu_count() or 1,
                      compiler_directives={"language_level": 3, "annotation_typing": False})
 
 
