@@ -634,7 +634,38 @@ static PyObject *py_use_sealed(PyObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* dict_lookup(cls): give a subclass of dict dict's own item lookup. A class made by a class
+ * statement finds dict's __getitem__ as a method (dict defines it beside the slot), so its
+ * slot calls that method through a generic dispatcher: ~300 instructions a lookup where dict
+ * takes ~60. Same behaviour (dict's lookup also calls __missing__ for a subclass that has
+ * one); only for a class that does not define __getitem__ itself. Assigning __getitem__ to
+ * the class afterwards resets the slot, as it should. True if it changed the slot. */
+static PyObject *py_dict_lookup(PyObject *self, PyObject *arg) {
+    if (!PyType_Check(arg) || !PyType_IsSubtype((PyTypeObject *)arg, &PyDict_Type)
+            || !(((PyTypeObject *)arg)->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+        PyErr_SetString(PyExc_TypeError, "dict_lookup takes a subclass of dict made by a class statement");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)arg;
+    PyObject *own = PyObject_GetAttrString(arg, "__getitem__");
+    PyObject *dicts = PyObject_GetAttrString((PyObject *)&PyDict_Type, "__getitem__");
+    int inherited = own != NULL && own == dicts;
+    Py_XDECREF(own);
+    Py_XDECREF(dicts);
+    if (PyErr_Occurred()) return NULL;
+    if (!inherited) {
+        PyErr_SetString(PyExc_TypeError, "dict_lookup: the class defines __getitem__ of its own");
+        return NULL;
+    }
+    binaryfunc dicts_lookup = PyDict_Type.tp_as_mapping->mp_subscript;
+    if (type->tp_as_mapping->mp_subscript == dicts_lookup) Py_RETURN_FALSE;  /* already */
+    ((PyHeapTypeObject *)type)->as_mapping.mp_subscript = dicts_lookup;
+    PyType_Modified(type);
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
+    {"dict_lookup", py_dict_lookup, METH_O, "dict_lookup(cls) -> bool: a subclass of dict looks items up as fast as dict (True: it did not before)"},
     {"write", (PyCFunction)(void (*)(void))py_write, METH_FASTCALL,
      "write(header, program, record) -> bytes: the header, then the record's Avro binary encoding"},
     {"read", (PyCFunction)(void (*)(void))py_read, METH_FASTCALL,

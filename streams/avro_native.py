@@ -64,10 +64,16 @@ if _native is not None:
     from .avro_reader import _DATES
 
     _native.use_sealed(Sealed)
+    _native.dict_lookup(Sealed)  # read as fast as a dict: every decoded event and state item is one
     _native.use_dates(_DATES)  # the Python reader's cache of dates: a payee's dates repeat
     write = _native.write
     read = _native.read
     murmur2 = _native.murmur2
+    dict_lookup = _native.dict_lookup
+else:
+    def dict_lookup(cls: type) -> bool:
+        """Without the C module a subclass of dict keeps Python's lookup (slower, the same)."""
+        return False
 
 
 class _Builder:
