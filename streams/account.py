@@ -16,7 +16,6 @@ may also start as EXECUTED (paid without being announced).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from .sealed import Sealed
 from .validation import Rejected
@@ -31,12 +30,20 @@ TRANSITIONS: dict[str | None, frozenset[str]] = {
 }
 
 
-@dataclass
 class Outcome:
-    kind: str  # REGISTERED | DUPLICATE | REJECTED
-    entry: dict | None = None
-    reason: str | None = None
-    detail: str | None = None
+    """What ``register`` did. (A plain class: a dataclass's generated ``__init__`` is
+    interpreted Python even where this module is compiled.)"""
+
+    __slots__ = ("kind", "entry", "reason", "detail")
+
+    def __init__(self, kind: str, entry: dict | None = None, reason: str | None = None, detail: str | None = None):
+        self.kind = kind  # REGISTERED | DUPLICATE | REJECTED
+        self.entry = entry
+        self.reason = reason
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.kind!r}, entry={self.entry!r}, reason={self.reason!r}, detail={self.detail!r})"
 
 
 def new_account(payee_id: str) -> dict:

@@ -7,7 +7,6 @@ to the dead-letter topic with the reason, the source coordinates and the origina
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from . import metrics
 from .app import catalogue, codec, payers
@@ -24,10 +23,15 @@ payments_topic = catalogue.payments.name
 deadletter_topic = catalogue.deadletter.name
 
 
-@dataclass
 class Screened:
-    event: dict | None = None  # the accepted PaymentEvent
-    dead_letter: dict | None = None  # or why it was not accepted
+    """What ``screen`` decided: the accepted PaymentEvent, or the dead letter saying why not.
+    (A plain class: a dataclass's generated ``__init__`` is interpreted even when compiled.)"""
+
+    __slots__ = ("event", "dead_letter")
+
+    def __init__(self, event: dict | None = None, dead_letter: dict | None = None):
+        self.event = event
+        self.dead_letter = dead_letter
 
 
 def screen(codec: Codec, payer: Payer | None, topic: str, partition: int, offset: int,

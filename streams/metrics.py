@@ -7,6 +7,7 @@ a payment id).
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from bisect import bisect_left
 
 from prometheus_client import REGISTRY, Counter, Gauge
@@ -84,19 +85,19 @@ NOTIFICATIONS = Counter(
 REVIEW_EXPORTS = Counter(
     "tkonto_review_exports_total", "In-depth review exports of a named person (each one audited).")
 
-_pending: dict[tuple, int] = {}
+_pending: defaultdict[tuple, int] = defaultdict(int)
 
 
 def inc(metric: Counter, *labels: str) -> None:
     """``metric.labels(*labels).inc()`` for the pipeline's hot path: counted here and added
     to the counter by ``publish_pending``, which the engine calls after every batch (on
-    its own thread, the only one that calls ``inc``)."""
-    key = (metric, labels)
-    _pending[key] = _pending.get(key, 0) + 1
+    its own thread, the only one that calls ``inc``). A defaultdict: no ``.get`` to look
+    up and call, ~7 times per payment."""
+    _pending[metric, labels] += 1
 
 
 def publish_pending() -> None:
     global _pending
-    pending, _pending = _pending, {}
+    pending, _pending = _pending, defaultdict(int)
     for (metric, labels), count in pending.items():
         metric.labels(*labels).inc(count)

@@ -263,13 +263,17 @@ def _last_day(p: dict) -> dt.date:
     return max(p["payout_date"], p["period_end"])
 
 
-@dataclass
 class _Step:
-    """What the common bookkeeping decided for one event."""
-    state: dict
-    payment: dict | None  # the tracked payment (stored, or transient when too old to keep)
-    stored: bool
-    counts: bool  # a PLANNED/EXECUTED of a payment not withdrawn
+    """What the common bookkeeping decided for one event. (A plain class: a dataclass's
+    generated ``__init__`` is interpreted Python even here, where the module is compiled.)"""
+
+    __slots__ = ("state", "payment", "stored", "counts")
+
+    def __init__(self, state: dict, payment: dict | None, stored: bool, counts: bool):
+        self.state = state
+        self.payment = payment  # the tracked payment (stored, or transient when too old to keep)
+        self.stored = stored
+        self.counts = counts  # a PLANNED/EXECUTED of a payment not withdrawn
 
 
 #: from this many payments a state keeps indexes of them (``_State``). Below it, a search
