@@ -33,6 +33,7 @@ import re
 import unicodedata
 
 from .identity import IdKind, InvalidIdentity, classify
+from .payers import Payer
 from .sealed import Sealed
 
 CLOSE_MATCH_THRESHOLD = 0.85
@@ -44,6 +45,8 @@ def as_record(item) -> dict | None:
     """A register entry as its Avro record dict (dataclasses are converted)."""
     if item is None or isinstance(item, dict):
         return item
+    if isinstance(item, Payer):
+        return item.record
     if hasattr(item, "to_record"):
         return item.to_record()
     if hasattr(item, "as_dict"):

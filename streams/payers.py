@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .identity import IdKind, InvalidIdentity, classify
@@ -31,21 +32,28 @@ class Payer:
     region_code: str
     scope: str
 
-    @property
+    # Cached (the payer is frozen): the ledger stage asks for them on every payment, and a
+    # cached value is then read from the instance without a call.
+    @cached_property
     def in_ledger(self) -> bool:
         """Proposals 1 and 3 register payments in the transaction account ledger."""
         return self.scope in ("PROPOSAL_1", "PROPOSAL_3")
 
-    @property
+    @cached_property
     def in_analysis(self) -> bool:
         """Proposals 1 and 2 hand payments to data analysis."""
         return self.scope in ("PROPOSAL_1", "PROPOSAL_2")
 
-    def as_dict(self) -> dict:
-        # as dataclasses.asdict(self) (flat, all strings), without its recursive deep copy:
-        # enrichment asks for it on every payment
+    @cached_property
+    def record(self) -> dict:
+        """The payer as its flat record (all strings), built once: enrichment reads it on
+        every payment. Never changed: ``as_dict`` gives a copy to change."""
         return {"payer_id": self.payer_id, "name": self.name, "kind": self.kind,
                 "region_code": self.region_code, "scope": self.scope}
+
+    def as_dict(self) -> dict:
+        # as dataclasses.asdict(self) (flat, all strings), without its recursive deep copy
+        return dict(self.record)
 
 
 def check_payer(row: dict) -> Payer:

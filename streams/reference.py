@@ -113,7 +113,17 @@ async def start_registers() -> None:
     registers.start()
 
 
+#: payer id -> (the registry record, the Payer made of it): a Payer is made again only when
+#: a new record replaces the one it was made of (the stages ask ~2 times per payment)
+_made: dict[str, tuple[dict, Payer]] = {}
+
+
 def current_payer(payer_id: str) -> Payer | None:
     """The registry's latest entry for a payer (a scope change applies at once), else the seed file's."""
-    record = registers.get("payers", payer_id)
-    return payer_from_record(record) if record else payers.get(payer_id)
+    record = registers.data["payers"].get(payer_id)
+    if not record:
+        return payers.get(payer_id)
+    made = _made.get(payer_id)
+    if made is None or made[0] is not record:
+        made = _made[payer_id] = (record, payer_from_record(record))
+    return made[1]

@@ -480,3 +480,28 @@ def test_docs_examples_load(tmp_path):
         if kind:
             loaded[kind] = load_csv(kind, write(tmp_path, f"{kind}.csv", block))
     assert {k: len(v) for k, v in loaded.items()} == {"payers": 2, "accounts": 2, "population": 3}
+
+
+def test_the_current_payer_is_made_once_per_registry_record_and_follows_a_new_record(monkeypatch):
+    from streams.reference import current_payer, registers
+    from streams.registers import payer_record
+    seed = Payer("2120000142", "Stockholms kommun", "MUNICIPALITY", "0180", "PROPOSAL_2")
+    monkeypatch.setitem(registers.data, "payers", {})
+    registers.data["payers"]["2120000142"] = payer_record(seed)
+    first = current_payer("2120000142")
+    assert first == seed and not first.in_ledger and first.in_analysis
+    assert current_payer("2120000142") is first  # the same record: the same Payer
+    registers.data["payers"]["2120000142"] = payer_record(Payer(*[*seed.record.values()][:4], "PROPOSAL_1"))
+    changed = current_payer("2120000142")
+    assert changed.scope == "PROPOSAL_1" and changed.in_ledger  # a new record applies at once
+    assert first.scope == "PROPOSAL_2" and not first.in_ledger
+
+
+def test_a_payers_record_is_built_once_and_as_dict_is_a_copy_to_change():
+    payer = Payer("2120000142", "Stockholms kommun", "MUNICIPALITY", "0180", "PROPOSAL_3")
+    assert payer.record is payer.record
+    assert payer.record == {"payer_id": "2120000142", "name": "Stockholms kommun", "kind": "MUNICIPALITY",
+                            "region_code": "0180", "scope": "PROPOSAL_3"}
+    copy = payer.as_dict()
+    copy["scope"] = "PROPOSAL_1"
+    assert payer.record["scope"] == "PROPOSAL_3" and payer.in_ledger and not payer.in_analysis
