@@ -50,6 +50,7 @@ import gc
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -65,12 +66,13 @@ from .account import new_account, register
 from .broker import EmbeddedBroker, spawn_child
 from .client import PayerClient
 from .codec import default_codec
-from .demo import percentile
+from .demo import load_registers, percentile
 from .observe import decode_topic, group_lag, histogram_buckets, histogram_max_bound, histogram_quantile
 from .payers import write_payers
 from .process import WorkerProcess
 from .settings import Settings
-from .simulate import Simulation
+from .registers import generate_registers
+from .simulate import Simulation, make_payers
 from .topics import Catalogue, ensure_topics
 from .validation import Rejected, check_payment
 
@@ -176,8 +178,14 @@ class Progress:
 
 # -- the events ----------------------------------------------------------------------------
 def make_emissions(n_payees: int, n_events: int, n_offered: int):
-    """The simulation, the saturated events (first ``n_events``) and the offered-load ones."""
-    sim = Simulation.create(N_PAYERS, n_payees, SEED)
+    """The simulation, the saturated events (first ``n_events``) and the offered-load ones.
+    The payees are those of generated registers (``sim.registers``), which every deployment
+    loads as the demo does: enrichment then finds their bank accounts and population records,
+    and verification and the rules give real outcomes (with empty registers every look-up
+    missed, which made enrichment cheaper than in production)."""
+    payers = make_payers(N_PAYERS, random.Random(SEED))  # the payers Simulation.create makes
+    registers = generate_registers(random.Random(SEED), n_payees, payers)
+    sim = Simulation.create(N_PAYERS, n_payees, SEED, profiles=registers.payees, registers=registers)
     emissions = list(sim.emissions(n_events + n_offered))
     return sim, emissions[:n_events], emissions[n_events:]
 
@@ -292,6 +300,8 @@ class Deployment:
         self.catalogue = Catalogue(self.settings)
         self.payer_ids = [p.payer_id for p in sim.payers]
         ensure_topics(self.broker.bootstrap, self.catalogue.all(self.payer_ids), self.settings)
+        if sim.registers is not None:  # before any worker starts: it waits until it has read them
+            load_registers(sim.registers, self.workdir, self.settings)
         # The publishers batch like a payer's system sending a steady stream would (linger
         # 50 ms): at 5 ms, 12 of them sent the broker so many tiny requests that it burned ~1
         # of this machine's 2 cores at 2,000 events/s, next to the worker under test. Their

@@ -105,6 +105,9 @@ class Simulation:
     start: dt.date = field(default_factory=lambda: dt.date.today().replace(day=1))
     duplicate_rate: float = 0.01
     fault_rate: float = 0.005
+    #: the generated registers (registers.GeneratedRegisters) the payees were drawn from, to
+    #: load where the events are processed; None: random payees that no register knows
+    registers: object = None
 
     @classmethod
     def create(cls, n_payers: int, n_payees: int, seed: int, profiles=None, **kwargs) -> "Simulation":
