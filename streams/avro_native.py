@@ -70,7 +70,12 @@ if _native is not None:
     read = _native.read
     murmur2 = _native.murmur2
     dict_lookup = _native.dict_lookup
+    utc_text = _native.utc_text
 else:
+    def utc_text(value) -> None:
+        """Without the C module: None, and the caller formats the datetime in Python."""
+        return None
+
     def dict_lookup(cls: type) -> bool:
         """Without the C module a subclass of dict keeps Python's lookup (slower, the same)."""
         return False

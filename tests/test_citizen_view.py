@@ -291,26 +291,27 @@ def test_a_representative_of_two_payees_keeps_both_payments_with_the_same_paymen
     dt.datetime(2026, 12, 4, 13, 30, 13, 123000, tzinfo=dt.timezone.utc),
     dt.datetime(2026, 12, 4, 13, 30, 13, 0, tzinfo=dt.timezone.utc),
     dt.datetime(2026, 12, 4, 23, 59, 59, 999999, tzinfo=dt.timezone.utc),  # milliseconds truncated, not rounded
-    dt.datetime(1969, 12, 31, 23, 59, 59, 1000, tzinfo=dt.timezone.utc),  # before the epoch: the second floors
+    dt.datetime(1969, 12, 31, 23, 59, 59, 1000, tzinfo=dt.timezone.utc),  # before the epoch
     dt.datetime(1960, 5, 5, 1, 2, 3, 456789, tzinfo=dt.timezone.utc),
+    dt.datetime(9, 1, 2, 3, 4, 5, 6000, tzinfo=dt.timezone.utc),  # a year of one digit: four, as isoformat
 ])
-def test_instants_are_iso_utc_milliseconds_whatever_the_per_second_cache_holds(instant):
-    from streams import citizen_view
+def test_instants_are_iso_utc_milliseconds_in_c_and_in_python(instant):
+    from streams import avro_native, citizen_view
     expected = instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    citizen_view._SECONDS.clear()
-    assert citizen_view._iso_instant(instant) == expected  # built
-    assert citizen_view._iso_instant(instant) == expected  # from the cache
-    nxt = instant + dt.timedelta(seconds=1)  # the next second has its own cached head
-    assert citizen_view._iso_instant(nxt) == nxt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert citizen_view._iso_instant(instant) == expected
+    assert avro_native.utc_text(instant) == expected  # the C module (test_the_c_module_is_built_and_current)
+    # what the C module does not take, Python formats: another zone, naive (taken as UTC), epoch millis
+    other = instant.astimezone(dt.timezone(dt.timedelta(hours=2)))
+    assert avro_native.utc_text(other) is None
+    assert citizen_view._iso_instant(other) == expected
+    assert avro_native.utc_text(instant.replace(tzinfo=None)) is None
+    assert citizen_view._iso_instant(instant.replace(tzinfo=None)) == expected
+    assert avro_native.utc_text(instant.date()) is None and avro_native.utc_text("2026-12-04") is None
 
 
-def test_the_date_and_second_caches_are_bounded():
+def test_the_date_cache_is_bounded():
     from streams import citizen_view
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     for i in range(citizen_view._CACHED_MAX + 10):
-        t = start + dt.timedelta(seconds=i, milliseconds=7)
-        assert citizen_view._iso_instant(t) == t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         d = dt.date(2000, 1, 1) + dt.timedelta(days=i)
         assert citizen_view._iso_date(d) == d.isoformat()
-    assert len(citizen_view._SECONDS) <= citizen_view._CACHED_MAX
     assert len(citizen_view._DATES) <= citizen_view._CACHED_MAX
