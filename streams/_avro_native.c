@@ -637,15 +637,29 @@ static PyObject *py_use_sealed(PyObject *self, PyObject *arg) {
 /* utc_text(value) -> 'YYYY-MM-DDTHH:MM:SS.mmmZ' for a datetime in UTC (tzinfo the UTC
  * singleton, as the reader makes them), else None: the citizen view writes two of these
  * for every item it shows, and Python's isoformat and formatting cost ~25 times as much. */
+static char *put_digits(char *at, int value, int width) {  /* zero-padded; value < 10^width */
+    for (int i = width - 1; i >= 0; i--, value /= 10) at[i] = (char)('0' + value % 10);
+    return at + width;
+}
+
 static PyObject *py_utc_text(PyObject *self, PyObject *v) {
     if (!PyDateTime_CheckExact(v) || PyDateTime_DATE_GET_TZINFO(v) != PyDateTime_TimeZone_UTC) Py_RETURN_NONE;
-    char text[40];
-    int n = snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", PyDateTime_GET_YEAR(v),
-                     PyDateTime_GET_MONTH(v), PyDateTime_GET_DAY(v), PyDateTime_DATE_GET_HOUR(v),
-                     PyDateTime_DATE_GET_MINUTE(v), PyDateTime_DATE_GET_SECOND(v),
-                     PyDateTime_DATE_GET_MICROSECOND(v) / 1000);
-    if (n < 0 || n >= (int)sizeof text) Py_RETURN_NONE;
-    return PyUnicode_FromStringAndSize(text, n);
+    char text[24], *at = text;  /* by hand: snprintf took ~3,500 instructions a call */
+    at = put_digits(at, PyDateTime_GET_YEAR(v), 4);  /* 1..9999 */
+    *at++ = '-';
+    at = put_digits(at, PyDateTime_GET_MONTH(v), 2);
+    *at++ = '-';
+    at = put_digits(at, PyDateTime_GET_DAY(v), 2);
+    *at++ = 'T';
+    at = put_digits(at, PyDateTime_DATE_GET_HOUR(v), 2);
+    *at++ = ':';
+    at = put_digits(at, PyDateTime_DATE_GET_MINUTE(v), 2);
+    *at++ = ':';
+    at = put_digits(at, PyDateTime_DATE_GET_SECOND(v), 2);
+    *at++ = '.';
+    at = put_digits(at, PyDateTime_DATE_GET_MICROSECOND(v) / 1000, 3);
+    *at++ = 'Z';
+    return PyUnicode_FromStringAndSize(text, at - text);
 }
 
 /* dict_lookup(cls): give a subclass of dict dict's own item lookup. A class made by a class

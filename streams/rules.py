@@ -208,8 +208,13 @@ def months_covered(start: dt.date, end: dt.date) -> list[str]:
     return months
 
 
+_DATETIME, _UTC = dt.datetime, dt.timezone.utc  # looked up once, not in every call below
+
+
 def _day_of(value) -> dt.date:
     """The UTC day of a datetime (a date as it is)."""
+    if value.__class__ is _DATETIME and value.tzinfo is _UTC:  # as decoded: the common case
+        return value.date()
     if isinstance(value, dt.datetime):
         zone = value.tzinfo
         if zone is not None and zone is not dt.timezone.utc:  # already UTC as decoded: no conversion

@@ -36,3 +36,20 @@ def test_a_hot_histogram_with_nothing_observed_exports_zeros():
     HotHistogram(NAME, "A latency.", (0.1, 1.0), registry=registry)
     assert [registry.get_sample_value(f"{NAME}_bucket", {"le": le}) for le in ("0.1", "1.0", "+Inf")] == [0, 0, 0]
     assert registry.get_sample_value(f"{NAME}_count") == 0 and registry.get_sample_value(f"{NAME}_sum") == 0
+
+
+def test_pending_counts_reach_their_counters_once_per_publish():
+    from prometheus_client import CollectorRegistry, Counter
+
+    from streams import metrics
+    registry = CollectorRegistry()
+    counter = Counter("tkonto_test_pending_total", "test", ["a", "b"], registry=registry)
+    metrics.publish_pending()  # whatever other tests counted
+    for _ in range(3):
+        metrics.inc(counter, "x", "y")
+    metrics.inc(counter, "x", "z")
+    assert registry.get_sample_value("tkonto_test_pending_total", {"a": "x", "b": "y"}) is None  # not yet
+    metrics.publish_pending()
+    metrics.publish_pending()  # nothing pending: nothing added twice
+    assert registry.get_sample_value("tkonto_test_pending_total", {"a": "x", "b": "y"}) == 3
+    assert registry.get_sample_value("tkonto_test_pending_total", {"a": "x", "b": "z"}) == 1

@@ -490,3 +490,12 @@ def test_thresholds_from_settings(monkeypatch):
     monkeypatch.setenv("TKONTO_RULE_SHARED_ACCOUNT_MIN_PAYEES", "1")
     with pytest.raises(ThresholdError, match="TKONTO_RULE_SHARED_ACCOUNT_MIN_PAYEES"):
         Thresholds.from_settings(Settings.from_env())
+
+
+def test_the_day_of_an_instant_is_its_utc_day_whatever_its_zone():
+    from streams.rules import _day_of
+    utc = dt.datetime(2026, 12, 4, 23, 30, tzinfo=dt.timezone.utc)
+    assert _day_of(utc) == dt.date(2026, 12, 4)
+    assert _day_of(utc.astimezone(dt.timezone(dt.timedelta(hours=2)))) == dt.date(2026, 12, 4)  # 01:30 on the 5th
+    assert _day_of(utc.replace(tzinfo=None)) == dt.date(2026, 12, 4)  # naive: taken as it is
+    assert _day_of(dt.date(2026, 12, 5)) == dt.date(2026, 12, 5)
