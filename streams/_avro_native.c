@@ -636,7 +636,7 @@ static PyObject *py_use_sealed(PyObject *self, PyObject *arg) {
 
 /* utc_text(value) -> 'YYYY-MM-DDTHH:MM:SS.mmmZ' for a datetime in UTC (tzinfo the UTC
  * singleton, as the reader makes them), else None: the citizen view writes two of these
- * for every item it shows, and Python's isoformat and formatting cost ~25 times as much. */
+ * for every item it shows, which took ~7,900 instructions a call in Python. */
 static char *put_digits(char *at, int value, int width) {  /* zero-padded; value < 10^width */
     for (int i = width - 1; i >= 0; i--, value /= 10) at[i] = (char)('0' + value % 10);
     return at + width;

@@ -7,8 +7,8 @@ a payment id).
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from bisect import bisect_left
+from collections import defaultdict
 
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily
@@ -84,6 +84,7 @@ NOTIFICATIONS = Counter(
     "tkonto_notifications_total", "Notifications sent to payers (notification duty), by payer.", ["payer"])
 REVIEW_EXPORTS = Counter(
     "tkonto_review_exports_total", "In-depth review exports of a named person (each one audited).")
+
 
 def _cell() -> list[int]:
     return [0]
