@@ -26,7 +26,6 @@ import cProfile
 import datetime as dt
 import gc
 import hashlib
-import random
 import sys
 import time
 from pathlib import Path
@@ -38,9 +37,8 @@ from streams.account import new_account, register  # noqa: E402
 from streams.client import with_defaults  # noqa: E402
 from streams.codec import default_codec  # noqa: E402
 from streams.enrichment import enrich  # noqa: E402
-from streams.registers import generate_registers  # noqa: E402
 from streams.routing import routes  # noqa: E402
-from streams.simulate import Simulation, make_payers  # noqa: E402
+from streams.simulate import Simulation  # noqa: E402
 from streams.validation import check_payment  # noqa: E402
 
 ACCOUNT_SCHEMA = "se.tkonto.state.Account"
@@ -64,13 +62,12 @@ STEPS = [
 def build(n_events: int, n_payees: int, seed: int):
     """(payers by id, registers by kind, [(payer, encoded PaymentEvent)])."""
     codec = default_codec()
-    payers = make_payers(12, random.Random(seed))
-    regs = generate_registers(random.Random(seed), n_payees, payers, today=START)
+    sim = Simulation.with_registers(12, n_payees, seed, today=START, start=START)
+    regs = sim.registers
     registers = {
         "accounts": {a.account: codec.decode(codec.encode("BankAccount", a.to_record())) for a in regs.accounts},
         "population": {p.person_id: codec.decode(codec.encode("Person", p.to_record())) for p in regs.people},
     }
-    sim = Simulation.create(12, n_payees, seed, profiles=regs.payees, start=START)
     by_id = {p.payer_id: p for p in sim.payers}
     events = []
     for em in sim.emissions(n_events * 2):

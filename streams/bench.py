@@ -50,7 +50,6 @@ import gc
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import signal
@@ -71,8 +70,7 @@ from .observe import decode_topic, group_lag, histogram_buckets, histogram_max_b
 from .payers import write_payers
 from .process import WorkerProcess
 from .settings import Settings
-from .registers import generate_registers
-from .simulate import Simulation, make_payers
+from .simulate import Simulation
 from .topics import Catalogue, ensure_topics
 from .validation import Rejected, check_payment
 
@@ -183,9 +181,7 @@ def make_emissions(n_payees: int, n_events: int, n_offered: int):
     loads as the demo does: enrichment then finds their bank accounts and population records,
     and verification and the rules give real outcomes (with empty registers every look-up
     missed, which made enrichment cheaper than in production)."""
-    payers = make_payers(N_PAYERS, random.Random(SEED))  # the payers Simulation.create makes
-    registers = generate_registers(random.Random(SEED), n_payees, payers)
-    sim = Simulation.create(N_PAYERS, n_payees, SEED, profiles=registers.payees, registers=registers)
+    sim = Simulation.with_registers(N_PAYERS, n_payees, SEED)
     emissions = list(sim.emissions(n_events + n_offered))
     return sim, emissions[:n_events], emissions[n_events:]
 
@@ -427,15 +423,20 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
     rows: list[Row] = []
     expect_a = expected_ledger(sim, saturated)
     expect_all = expected_ledger(sim, list(saturated) + list(offered))
+
+
+    def start_workers() -> tuple[float, float]:
+        """The first worker ready, and every one ready (monotonic times)."""
+        first = dep.wait_all_ready([dep.start_worker() for _ in range(n_workers)])
+        return first, time.monotonic()
+
     try:
         # Several workers are started before the backlog is published: started after it,
         # the one ready first drained it alone until the group rebalanced (with the registers
         # loaded they joined ~3 s apart, and half of a 60,000-event backlog was gone by then).
         workers_first = n_workers > 1 and raw_rows is None
         if workers_first:
-            workers = [dep.start_worker() for _ in range(n_workers)]
-            first = dep.wait_all_ready(workers)
-            all_ready = time.monotonic()
+            first, all_ready = start_workers()
         progress(f"publishing {len(saturated)} events ({'backlog' if workers_first else 'pre-published backlog'})",
                  force=True)
         publish(dep.clients, saturated, None, progress)
@@ -446,9 +447,7 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
             raw_rows.append(run_raw(dep, expect, single=False, progress=progress))
             raw_rows.append(run_raw(dep, expect, single=True, progress=progress))
         if not workers_first:
-            workers = [dep.start_worker() for _ in range(n_workers)]
-            first = dep.wait_all_ready(workers)
-            all_ready = time.monotonic()
+            first, all_ready = start_workers()
         # The clock, the CPU counters and the count of events start once every worker is
         # ready and the backlog is published: what was read before is not counted (until
         # 2026-12-04 the clock started at the first worker ready, and every event counted).

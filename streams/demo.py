@@ -8,7 +8,6 @@ back from the ledger and dead-letter topics. Ctrl-C stops everything it started.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import secrets
 import sys
 import tempfile
@@ -18,14 +17,14 @@ from pathlib import Path
 
 from .broker import EmbeddedBroker
 from .register_loader import load_register
-from .registers import GeneratedRegisters, RegisterFileError, generate_registers, write_csv
+from .registers import GeneratedRegisters, RegisterFileError, write_csv
 from .scenario import format_scores, fraud_scenario, score
 from .client import PayerClient
 from .observe import decode_topic, group_lag, wait_until
 from .payers import write_payers
 from .process import WorkerProcess
 from .settings import Settings
-from .simulate import Simulation, make_payers
+from .simulate import Simulation
 from .topics import Catalogue, ensure_topics
 
 
@@ -198,9 +197,8 @@ def run_demo(args) -> int:
             print(f"fraud scenario: {total} events, patterns injected for {len(scenario.labels)} rules "
                   "(--events and --payers do not apply)")
         else:
-            payers = make_payers(args.payers, random.Random(args.seed))  # the payers Simulation.create makes
-            registers = generate_registers(random.Random(args.seed), args.payees, payers)
-            sim = Simulation.create(args.payers, args.payees, args.seed, profiles=registers.payees)
+            sim = Simulation.with_registers(args.payers, args.payees, args.seed)
+            registers, payers = sim.registers, sim.payers
             total = args.events
         payers_file = workdir / "payers.csv"
         write_payers(payers_file, payers)

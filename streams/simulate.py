@@ -125,6 +125,19 @@ class Simulation:
             payees.append(Payee(random_person(rng), account, rep))
         return cls(payers, payees, rng, **kwargs)
 
+    @classmethod
+    def with_registers(cls, n_payers: int, n_payees: int, seed: int, today: dt.date | None = None,
+                       **kwargs) -> "Simulation":
+        """A simulation whose payees are those of registers generated for its payers (kept
+        as ``registers``, to load where the events are processed): verification, the
+        population checks and the rules then give real outcomes. ``today``: the registers'
+        reference day (default: today)."""
+        from .registers import generate_registers  # registers are generated only here
+
+        payers = make_payers(n_payers, random.Random(seed))  # the payers ``create`` makes
+        registers = generate_registers(random.Random(seed), n_payees, payers, today=today)
+        return cls.create(n_payers, n_payees, seed, profiles=registers.payees, registers=registers, **kwargs)
+
     def _payment(self, payer: Payer, payee: Payee, month: int) -> dict:
         category = self.rng.choice(PERSON_CATEGORIES_BY_KIND[payer.kind])
         low, high = AMOUNTS_SEK[category]

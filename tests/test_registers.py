@@ -505,3 +505,13 @@ def test_a_payers_record_is_built_once_and_as_dict_is_a_copy_to_change():
     copy = payer.as_dict()
     copy["scope"] = "PROPOSAL_1"
     assert payer.record["scope"] == "PROPOSAL_3" and payer.in_ledger and not payer.in_analysis
+
+
+def test_a_simulation_with_registers_has_the_registers_payees_and_payers():
+    from streams.simulate import Simulation, make_payers
+    day = dt.date(2026, 11, 1)
+    sim = Simulation.with_registers(12, 200, 7, today=day, start=day)
+    again = generate_registers(random.Random(7), 200, make_payers(12, random.Random(7)), today=day)
+    assert sim.payers == make_payers(12, random.Random(7)) == list(sim.registers.payers)
+    assert [p.person_id for p in sim.registers.payees] == [p.person_id for p in again.payees]
+    assert [(p.person_id, p.account) for p in sim.payees] == [(p.person_id, p.account) for p in sim.registers.payees]
