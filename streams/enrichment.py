@@ -42,15 +42,13 @@ PAYEE_STATUSES = ("ALIVE", "DECEASED", "EMIGRATED", "UNKNOWN", "ORGANISATION")
 
 
 def as_record(item) -> dict | None:
-    """A register entry as its Avro record dict (dataclasses are converted)."""
+    """A register entry as its Avro record dict (a Payer and the register dataclasses are converted)."""
     if item is None or isinstance(item, dict):
         return item
     if isinstance(item, Payer):
         return item.record
     if hasattr(item, "to_record"):
         return item.to_record()
-    if hasattr(item, "as_dict"):
-        return item.as_dict()
     raise TypeError(f"not a register record: {type(item).__name__}")
 
 

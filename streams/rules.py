@@ -217,8 +217,8 @@ def _day_of(value) -> dt.date:
         return value.date()
     if isinstance(value, dt.datetime):
         zone = value.tzinfo
-        if zone is not None and zone is not dt.timezone.utc:  # already UTC as decoded: no conversion
-            value = value.astimezone(dt.timezone.utc)
+        if zone is not None and zone is not _UTC:
+            value = value.astimezone(_UTC)
         return value.date()
     return value
 
