@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,11 @@ else:
 
 
 class _Builder:
+    """The writer's program. Field names and enum symbols are interned: the same string
+    objects as the names the code spells (``record["payee_id"]``, ``"PLANNED"``), so a
+    dict look-up of a decoded record, or of a built one by the writer, finds its key by
+    identity, not by comparing the characters (the schemas' JSON gives strings of their own)."""
+
     def __init__(self, named: dict, sealed: frozenset[str]):
         self.named = named
         self.sealed = sealed
@@ -104,7 +110,7 @@ class _Builder:
         if kind in simple:
             return (simple[kind],)
         if kind == "enum":
-            return (OP_ENUM, {symbol: i for i, symbol in enumerate(schema["symbols"])})
+            return (OP_ENUM, {sys.intern(symbol): i for i, symbol in enumerate(schema["symbols"])})
         if kind == "record":
             return self.record(schema)
         if kind == "array":
@@ -142,7 +148,7 @@ class _Builder:
             mode, default = F_OPTIONAL, None
         else:
             mode, default = F_REQUIRED, None
-        return field["name"], mode, default, self.node(field["type"])
+        return sys.intern(field["name"]), mode, default, self.node(field["type"])
 
 
 class _ReaderBuilder(_Builder):
@@ -159,11 +165,11 @@ class _ReaderBuilder(_Builder):
         if logical is not None and kind not in ("long", "int", "record", "enum", "array", "map"):
             raise NotCompilable(f"logical type {logical} on {kind}")
         if kind == "enum":
-            return (OP_ENUM, tuple(schema["symbols"]))
+            return (OP_ENUM, tuple(map(sys.intern, schema["symbols"])))
         return super().node(schema)
 
     def field(self, field: dict) -> tuple:
-        return field["name"], self.node(field["type"])
+        return sys.intern(field["name"]), self.node(field["type"])
 
 
 def _built(builder: type[_Builder], parsed: dict, sealed: frozenset[str]) -> tuple | None:

@@ -5,6 +5,7 @@ import datetime as dt
 import gc
 import io
 import random
+import sys
 import tracemalloc
 
 import pytest
@@ -159,6 +160,17 @@ def test_a_payment_round_trips_through_the_codec_with_its_times_in_utc():
     assert decoded["event_time"].tzinfo is dt.timezone.utc
     assert memo_of(decoded) == ("se.tkonto.PaymentEvent", data[HEADER_LEN:])
     assert codec.encode("PaymentEvent", decoded) == data  # written from its memo
+
+
+def test_decoded_field_names_and_symbols_are_the_interned_strings_the_code_spells():
+    """Keys and enum values found by identity: a look-up compares no characters."""
+    event = payment(STOCKHOLM, "198112189876", "p-1", "PLANNED", 512300)
+    decoded = codec.decode(codec.encode("PaymentEvent", event), expect="PaymentEvent")
+    assert decoded == event
+    for key in decoded:
+        assert key is sys.intern(key), key
+    assert decoded["event_type"] is sys.intern("PLANNED")
+    assert decoded["category"] is sys.intern(event["category"])
 
 
 @pytest.mark.parametrize("field, value", [
