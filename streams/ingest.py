@@ -19,6 +19,8 @@ from .validation import Rejected, check_payment
 log = logging.getLogger(__name__)
 
 payer_topic_names = [catalogue.payer_input(pid).name for pid in sorted(payers)]
+#: input topic -> its payer (the payers file is read once, at start): one look-up per record
+payer_of_topic = {catalogue.payer_input(pid).name: payer for pid, payer in payers.items()}
 payments_topic = catalogue.payments.name
 deadletter_topic = catalogue.deadletter.name
 
@@ -54,7 +56,7 @@ def screen(codec: Codec, payer: Payer | None, topic: str, partition: int, offset
 def ingest(msg, out: Output) -> None:
     """Stage: one raw record from a payer's topic -> the payments topic, or a dead letter."""
     topic = msg.topic()
-    payer = payers.get(catalogue.payer_of_topic(topic))
+    payer = payer_of_topic.get(topic)
     metrics.inc(metrics.EVENTS_IN, payer.payer_id if payer else "unknown")
     value = msg.value()
     result = screen(codec, payer, topic, msg.partition(), msg.offset(), msg.key(), value)

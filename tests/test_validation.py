@@ -51,3 +51,42 @@ def test_unknown_payer_and_details_mask_identity_numbers():
     with pytest.raises(Rejected) as exc:
         check_payment(payment(STOCKHOLM, "198112189875", "p1", "PLANNED", 100), STOCKHOLM)
     assert "198112189875" not in exc.value.detail
+
+
+class _Msg:
+    def __init__(self, topic, value):
+        self._topic, self._value = topic, value
+
+    def topic(self): return self._topic
+    def partition(self): return 0
+    def offset(self): return 7
+    def key(self): return None
+    def value(self): return self._value
+    def headers(self): return None
+
+
+class _Out:
+    def __init__(self):
+        self.fed, self.written = [], []
+
+    def feed(self, topic, key, value, event, headers=None):
+        self.fed.append((topic, key))
+
+    def write(self, topic, key, value, partition=None, headers=None):
+        self.written.append((topic, value))
+
+
+def test_ingest_takes_the_payer_from_its_topic_and_dead_letters_a_topic_of_no_payer(monkeypatch):
+    from streams import ingest
+    from streams.app import catalogue, codec
+    own_topic = catalogue.payer_input(STOCKHOLM.payer_id).name
+    monkeypatch.setitem(ingest.payer_of_topic, own_topic, STOCKHOLM)
+    monkeypatch.delitem(ingest.payer_of_topic, catalogue.payer_input(GOTEBORG.payer_id).name, raising=False)
+    value = codec.encode("PaymentEvent", payment(STOCKHOLM, PAYEE, "p1", "PLANNED", 100))
+    out = _Out()
+    ingest.ingest(_Msg(own_topic, value), out)
+    assert out.fed == [(ingest.payments_topic, PAYEE.encode())] and out.written == []
+    ingest.ingest(_Msg(catalogue.payer_input(GOTEBORG.payer_id).name, value), out)  # not connected
+    assert len(out.fed) == 1 and [topic for topic, _ in out.written] == [ingest.deadletter_topic]
+    letter = codec.decode(out.written[0][1], expect="DeadLetter")
+    assert letter["reason"] == "UNKNOWN_PAYER" and letter["original_value"] == value
