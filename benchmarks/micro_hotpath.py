@@ -147,27 +147,28 @@ def run(payers, registers, events, thresholds, state_bytes: bool, digest) -> dic
         encoded_routes: dict[int, bytes] = {id(entry): entry_bytes} if entry_bytes is not None else {}
         sent = []
         for route in routes(payer.scope, enriched, entry, False):
-            data = encoded_routes.get(id(route.record))
+            destination, key, schema, routed = route
+            data = encoded_routes.get(id(routed))
             if data is None:
-                data = encoded_routes[id(route.record)] = encode(route.schema, route.record)
+                data = encoded_routes[id(routed)] = encode(schema, routed)
                 out(data)
             sent.append((route, data))
         t["enrich"] += clock() - t0
 
-        for route, data in sent:
-            if route.destination == "analysis":
+        for (destination, key, _, routed), data in sent:
+            if destination == "analysis":
                 # 5a: payee rules on the enriched record; 5b: the account rule after the re-keying hop.
-                state = load("payee", route.key, STATE_SCHEMA, payee_states)
+                state = load("payee", key, STATE_SCHEMA, payee_states)
                 t0 = clock()
-                state, hits = rules.evaluate_payee(state, route.record, thresholds)
+                state, hits = rules.evaluate_payee(state, routed, thresholds)
                 encoded = encode(STATE_SCHEMA, state)
-                payee_states[route.key] = state
-                stored[("payee", route.key)] = encoded
+                payee_states[key] = state
+                stored[("payee", key)] = encoded
                 out(encoded)
                 for hit in hits:
                     out(encode("SelectionHit", hit))
                 t["payee_rules"] += clock() - t0
-                bank_account = route.record["payment"]["bank_account"]
+                bank_account = routed["payment"]["bank_account"]
                 state = load("account", bank_account, STATE_SCHEMA, account_states)
                 t0 = clock()
                 shared = decode(data, expect="EnrichedPayment")
@@ -179,17 +180,17 @@ def run(payers, registers, events, thresholds, state_bytes: bool, digest) -> dic
                 for hit in hits:
                     out(encode("SelectionHit", hit))
                 t["account_rules"] += clock() - t0
-            elif route.destination == "citizen":
+            elif destination == "citizen":
                 # 6: the citizen view of each viewer.
-                before = load("view", route.key, VIEW_SCHEMA, views)
+                before = load("view", key, VIEW_SCHEMA, views)
                 t0 = clock()
                 led = decode(data, expect="LedgerEntry")
-                item = citizen_view.citizen_item(led, payer.name, route.key)
+                item = citizen_view.citizen_item(led, payer.name, key)
                 after = citizen_view.fold(before, item)
                 if after is not before:
                     encoded = encode(VIEW_SCHEMA, after)
-                    views[route.key] = after
-                    stored[("view", route.key)] = encoded
+                    views[key] = after
+                    stored[("view", key)] = encoded
                     out(encoded)
                 t["citizen"] += clock() - t0
     return t

@@ -51,19 +51,20 @@ def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None
     metrics.inc(metrics.VERIFICATION_OUTCOMES, enriched["verification"]["result"])
     encoded: dict[int, bytes] = {id(entry): entry_bytes} if entry_bytes is not None else {}
     payee_key = record["payee_id"].encode()
-    for route in routes(payer.scope, enriched, entry, settings.patient_secrecy_in_analysis):
-        metrics.inc(metrics.ROUTED, route.destination, payer.scope)
-        value = encoded.get(id(route.record))
+    scope = payer.scope
+    for destination, viewer, schema, routed in routes(scope, enriched, entry, settings.patient_secrecy_in_analysis):
+        metrics.inc(metrics.ROUTED, destination, scope)
+        value = encoded.get(id(routed))
         if value is None:
-            value = encoded[id(route.record)] = codec.encode(route.schema, route.record)
-        key = route.key.encode()
-        if route.destination == "citizen" and key == payee_key and citizen.can_show_here(out, partition):
-            citizen.show(out, partition, key, route.record)  # the payee's own view, without a hop
+            value = encoded[id(routed)] = codec.encode(schema, routed)
+        key = viewer.encode()
+        if destination == "citizen" and key == payee_key and citizen.can_show_here(out, partition):
+            citizen.show(out, partition, key, routed)  # the payee's own view, without a hop
             out.write_settled(output_topics["citizen"], key, value, headers=citizen.SHOWN_HEADERS)
             continue
-        out.write(output_topics[route.destination], key, value)
-        if route.destination == "analysis":
-            analysis.analyse_payee(out, partition, key, route.record, value)
+        out.write(output_topics[destination], key, value)
+        if destination == "analysis":
+            analysis.analyse_payee(out, partition, key, routed, value)
 
 
 _now: tuple[int, dt.datetime | None] = (-1, None)  # the last millisecond asked for, and its datetime

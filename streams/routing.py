@@ -12,31 +12,24 @@ from __future__ import annotations
 from .enrichment import strip_patient_secrecy
 
 
-class Route:
-    """One destination of a payment. Built ~4 times per payment: a plain class, whose
-    ``__init__`` is compiled with the module (a NamedTuple's ``__new__`` and a dataclass's
-    ``__init__`` are generated, interpreted Python)."""
-
-    __slots__ = ("destination", "key", "schema", "record")
-
-    def __init__(self, destination: str, key: str, schema: str, record: dict):
-        self.destination = destination  # "enriched" | "citizen" | "analysis"
-        self.key = key
-        self.schema = schema
-        self.record = record
-
-    def __repr__(self) -> str:
-        return f"Route({self.destination!r}, {self.key!r}, {self.schema!r}, ...)"
+#: One destination of a payment: (destination, key, schema, record), where destination is
+#: "enriched", "citizen" or "analysis", key the record's key (a payee or viewer id), schema
+#: the record's schema and record the record itself. A plain tuple: built ~4 times per
+#: payment and unpacked at once; a class of four slots cost ~1,800 instructions to build
+#: and seven attribute look-ups to read.
+Route = tuple[str, str, str, dict]
 
 
 def routes(scope: str, enriched: dict, entry: dict | None, patient_secrecy_in_analysis: bool) -> list[Route]:
     """Where one accepted payment goes. ``entry`` is its ledger entry (None when not registered)."""
     payee = enriched["payment"]["payee_id"]
     shared = strip_patient_secrecy(enriched, patient_secrecy_in_analysis)  # one object: encoded once
-    out = [Route("enriched", payee, "EnrichedPayment", shared)]
+    out = [("enriched", payee, "EnrichedPayment", shared)]
     if scope in ("PROPOSAL_1", "PROPOSAL_3") and entry is not None:
-        viewers = [payee] + ([entry["representative_id"]] if entry.get("representative_id") else [])
-        out += [Route("citizen", viewer, "LedgerEntry", entry) for viewer in viewers]
+        out.append(("citizen", payee, "LedgerEntry", entry))
+        representative = entry.get("representative_id")
+        if representative:
+            out.append(("citizen", representative, "LedgerEntry", entry))
     if scope in ("PROPOSAL_1", "PROPOSAL_2"):
-        out.append(Route("analysis", payee, "EnrichedPayment", shared))
+        out.append(("analysis", payee, "EnrichedPayment", shared))
     return out
