@@ -268,19 +268,6 @@ def _last_day(p: dict) -> dt.date:
     return max(p["payout_date"], p["period_end"])
 
 
-class _Step:
-    """What the common bookkeeping decided for one event. (A plain class: a dataclass's
-    generated ``__init__`` is interpreted Python even here, where the module is compiled.)"""
-
-    __slots__ = ("state", "payment", "stored", "counts")
-
-    def __init__(self, state: dict, payment: dict | None, stored: bool, counts: bool):
-        self.state = state
-        self.payment = payment  # the tracked payment (stored, or transient when too old to keep)
-        self.stored = stored
-        self.counts = counts  # a PLANNED/EXECUTED of a payment not withdrawn
-
-
 #: from this many payments a state keeps indexes of them (``_State``). Below it, a search
 #: of the list costs less than keeping them: instructions per event with an index from 8
 #: payments against none (``benchmarks/instructions.py``) +0.28 % at ~3 events a payee,
@@ -348,7 +335,12 @@ def _payees(st: dict) -> frozenset | set:
     return set(map(_PAYEE_ID, st["payments"]))
 
 
-def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Thresholds) -> _Step:
+def _track(state: dict | None, kind: str, key: str, enriched: dict,
+           th: Thresholds) -> tuple[dict, dict | None, bool, bool]:
+    """The common bookkeeping of one event: (the new state; the tracked payment, stored or
+    transient when too old to keep; whether it is stored; whether it counts, i.e. it is a
+    PLANNED/EXECUTED of a payment not withdrawn). A tuple, not an object: this runs twice
+    per payment, and a small class cost ~1,500 instructions to build and ~100 an attribute."""
     ev = enriched["payment"]
     # Copy on write instead of copy.deepcopy (most of the cost of a rule evaluation): a new
     # top-level dict and payment list; a tracked payment is copied only when it changes
@@ -384,37 +376,42 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict, th: Threshol
                     break
     kept = _last_day(ev) >= horizon
     event_type = ev["event_type"]
-    step = _Step(st, tracked, tracked is not None, False)
+    payment, stored, counts = tracked, tracked is not None, False
     if event_type in WITHDRAWING:
         if tracked is not None:
             if tracked["status"] in COUNTED:
-                step.payment = _set_status(st, index, event_type)
+                payment = _set_status(st, index, event_type)
         elif kept:
-            step.payment = _tracked(enriched, event_type, st["next_seq"])
+            payment = _tracked(enriched, event_type, st["next_seq"])
             st["next_seq"] += 1
             if indexed:
-                _add_to_index(st, step.payment)
-            payments.append(step.payment)
-            step.stored = True
+                _add_to_index(st, payment)
+            payments.append(payment)
+            stored = True
     elif event_type in COUNTED:
         if tracked is None:
-            step.payment = _tracked(enriched, event_type, st["next_seq"])
+            payment = _tracked(enriched, event_type, st["next_seq"])
             if kept:
                 st["next_seq"] += 1
                 if indexed:
-                    _add_to_index(st, step.payment)
-                payments.append(step.payment)
-                step.stored = True
-            step.counts = True
+                    _add_to_index(st, payment)
+                payments.append(payment)
+                stored = True
+            counts = True
         elif tracked["status"] in COUNTED:
             if _STEP[event_type] > _STEP[tracked["status"]]:
-                step.payment = _set_status(st, index, event_type)
-            step.counts = True
+                payment = _set_status(st, index, event_type)
+            counts = True
     # what is stored was kept by the horizon: only the size cap can have dropped it
-    if _prune(st, horizon, th.max_payments, moved) and step.stored and step.payment is not None \
-            and not any(p is step.payment for p in st["payments"]):
-        step.stored = False  # pruned by the size cap: compared no further
-    return step
+    if _prune(st, horizon, th.max_payments, moved) and stored and payment is not None \
+            and not _holds(st["payments"], payment):
+        stored = False  # pruned by the size cap: compared no further
+    return st, payment, stored, counts
+
+
+def _holds(payments: list[dict], payment: dict) -> bool:
+    """Whether ``payment`` itself (not an equal one) is in ``payments``."""
+    return any(p is payment for p in payments)
 
 
 @functools.lru_cache(maxsize=None)
@@ -589,18 +586,16 @@ def evaluate_payee(state: dict | None, enriched: dict, thresholds: Thresholds) -
     ``AnalysisState`` (kind PAYEE) or None; returns the new state (the input is not
     modified) and the hits (``SelectionHit`` records), possibly none."""
     ev = enriched["payment"]
-    step = _track(state, "PAYEE", ev["payee_id"], enriched, thresholds)
-    if not step.counts:
-        return step.state, []
-    p = step.payment
+    st, p, stored, counts = _track(state, "PAYEE", ev["payee_id"], enriched, thresholds)
+    if not counts:
+        return st, []
     hits = _account_not_held(enriched, p, thresholds) + _paid_after_death(enriched, p) \
         + _paid_after_emigration(enriched, p)
-    if step.stored:
-        st = step.state
+    if stored:
         earlier = _earlier(st, p)  # once for the three rules that compare with what came before
         hits += _multi_municipality(earlier, p, enriched, thresholds) + _overlapping(earlier, p, enriched, thresholds) \
             + _duplicate(earlier, p, enriched) + _account_change(st, p, enriched, thresholds)
-    return step.state, hits
+    return st, hits
 
 
 # -- account rule -------------------------------------------------------------------------
@@ -640,7 +635,7 @@ def evaluate_account(state: dict | None, enriched: dict, thresholds: Thresholds)
     """SHARED_ACCOUNT for one EnrichedPayment. ``state`` is the ``AnalysisState`` (kind
     ACCOUNT) of the payment's bank account or None; returns the new state and the hits."""
     ev = enriched["payment"]
-    step = _track(state, "ACCOUNT", ev["bank_account"], enriched, thresholds)
-    if not step.counts or not step.stored:
-        return step.state, []
-    return step.state, _shared_account(step.state, step.payment, enriched, thresholds)
+    st, p, stored, counts = _track(state, "ACCOUNT", ev["bank_account"], enriched, thresholds)
+    if not counts or not stored:
+        return st, []
+    return st, _shared_account(st, p, enriched, thresholds)
