@@ -43,6 +43,7 @@ import hashlib
 import operator
 from dataclasses import dataclass
 
+from .account import month_of
 from .avro_native import dict_lookup
 from .categories import CATEGORIES
 from .sealed import Sealed
@@ -194,10 +195,6 @@ def hit_id(rule_id: str, subject: str, window: str, refs) -> str:
     """Deterministic hit id over rule, subject, window and the payments' payer_id:payment_id."""
     parts = [rule_id, subject, window] + sorted(f"{p}:{i}" for p, i in refs)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
-
-
-def month_of(day: dt.date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
 
 
 def months_covered(start: dt.date, end: dt.date) -> list[str]:

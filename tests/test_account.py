@@ -75,3 +75,15 @@ def test_executed_amount_may_differ_from_planned():
     apply(acc, payment(STOCKHOLM, PAYEE, "p", "PLANNED", 100_00), payment(STOCKHOLM, PAYEE, "p", "EXECUTED", 90_00),
           payment(STOCKHOLM, PAYEE, "p", "RETURNED", 90_00))
     assert totals(acc) == {"paid_ore": 0, "upcoming_ore": 0}
+
+
+def test_month_of_gives_year_and_month_and_its_memory_stays_bounded(monkeypatch):
+    from streams import account
+    monkeypatch.setattr(account, "_MONTHS", {})
+    monkeypatch.setattr(account, "_MONTHS_MAX", 3)
+    assert account.month_of(dt.date(2026, 1, 31)) == "2026-01"
+    assert account.month_of(dt.date(2026, 1, 31)) == "2026-01"  # remembered
+    assert account.month_of(dt.date(999, 12, 1)) == "0999-12"
+    assert account.month_of(dt.date(2026, 11, 5)) == "2026-11"
+    assert account.month_of(dt.date(2027, 2, 28)) == "2027-02"  # the memory was full: emptied first
+    assert len(account._MONTHS) == 1
