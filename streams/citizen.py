@@ -39,10 +39,12 @@ SHOWN = "tkonto-shown"
 SHOWN_HEADERS = [(SHOWN, b"1")]
 
 
-def show(out: Output, partition: int, viewer: bytes, entry: dict) -> None:
+def show(out: Output, partition: int, viewer: bytes, entry: dict, payer=None) -> None:
     """Fold one ledger entry into the viewer's citizen view (idempotent, order-insensitive:
-    the highest ledger sequence of each payment wins)."""
-    payer = current_payer(entry["payer_id"])
+    the highest ledger sequence of each payment wins). ``payer``: the entry's payer, when
+    the caller has it (the ledger stage), else looked up."""
+    if payer is None:
+        payer = current_payer(entry["payer_id"])
     item = citizen_item(entry, payer.name if payer else entry["payer_id"], viewer.decode())
     before = views.get(partition, viewer)
     after = fold(before, item)
