@@ -500,7 +500,6 @@ def test_held_records_are_released_in_order_and_dropped_uncommitted_at_a_revoke(
         def release(self): pass
         def drop_held(self): pass
         def forget_handed(self): pass
-        def publish_applied(self): pass
 
     class Consumer_:
         commits: list = []

@@ -53,3 +53,22 @@ def test_pending_counts_reach_their_counters_once_per_publish():
     metrics.publish_pending()  # nothing pending: nothing added twice
     assert registry.get_sample_value("tkonto_test_pending_total", {"a": "x", "b": "y"}) == 3
     assert registry.get_sample_value("tkonto_test_pending_total", {"a": "x", "b": "z"}) == 1
+
+
+def test_a_tally_reaches_its_counter_once_per_publish_with_the_inc_counts():
+    from prometheus_client import CollectorRegistry, Counter
+
+    from streams import metrics
+    registry = CollectorRegistry()
+    counter = Counter("tkonto_test_tally_total", "test", ["topic"], registry=registry)
+    counts = metrics.tally(counter)
+    assert metrics.tally(counter) is counts  # one per metric
+    counts["t1",] += 2
+    metrics.inc(counter, "t1")
+    counts["t2"] += 1  # one label: the value itself
+    assert registry.get_sample_value("tkonto_test_tally_total", {"topic": "t1"}) is None  # not yet
+    metrics.publish_pending()
+    metrics.publish_pending()  # published and cleared: nothing added twice
+    assert registry.get_sample_value("tkonto_test_tally_total", {"topic": "t1"}) == 3
+    assert registry.get_sample_value("tkonto_test_tally_total", {"topic": "t2"}) == 1
+    assert not counts
