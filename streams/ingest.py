@@ -18,9 +18,9 @@ from .validation import Rejected, check_payment
 
 log = logging.getLogger(__name__)
 
-payer_topic_names = [catalogue.payer_input(pid).name for pid in sorted(payers)]
 #: input topic -> its payer (the payers file is read once, at start): one look-up per record
 payer_of_topic = {catalogue.payer_input(pid).name: payer for pid, payer in payers.items()}
+payer_topic_names = sorted(payer_of_topic)  # in payer id order: the topic names end in the ids
 payments_topic = catalogue.payments.name
 deadletter_topic = catalogue.deadletter.name
 

@@ -105,10 +105,6 @@ class Catalogue:
             f"{self.settings.topic_prefix}.in.{payer_id}", "payee_id (keeps a payee's events in order)", "PaymentEvent",
             "A connected payer's own input topic; only that payer's payments are accepted on it.")
 
-    def payer_of_topic(self, topic: str) -> str | None:
-        prefix = f"{self.settings.topic_prefix}.in."
-        return topic[len(prefix):] if topic.startswith(prefix) else None
-
     def payer_notifications(self, payer_id: str) -> TopicSpec:
         return TopicSpec(
             f"{self.settings.topic_prefix}.notifications.{payer_id}", "case_id", "Notification",
