@@ -424,7 +424,6 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
     expect_a = expected_ledger(sim, saturated)
     expect_all = expected_ledger(sim, list(saturated) + list(offered))
 
-
     def start_workers() -> tuple[float, float]:
         """The first worker ready, and every one ready (monotonic times)."""
         first = dep.wait_all_ready([dep.start_worker() for _ in range(n_workers)])
