@@ -147,7 +147,7 @@ def run(payers, registers, events, thresholds, state_bytes: bool, digest) -> dic
         encoded_routes: dict[int, bytes] = {id(entry): entry_bytes} if entry_bytes is not None else {}
         sent = []
         for route in routes(payer.scope, enriched, entry, False):
-            destination, key, schema, routed = route
+            _, _, schema, routed = route
             data = encoded_routes.get(id(routed))
             if data is None:
                 data = encoded_routes[id(routed)] = encode(schema, routed)
