@@ -6,6 +6,14 @@
 Events are Avro single-object encoded with tkonto's codec and keyed by payee, so all of
 one payer's events for a payee stay in order: a payment's lifecycle, and a cancellation
 before its re-issue (keyed by payment id, the two could be read in either order).
+
+The key is partitioned with murmur2, Java's default partitioner and the one tkonto's
+pipeline uses for its own topics. With the input topic and the payments topic of the same
+partition count, a payee's events then land on the partition number of the payee's
+payments, and the range assignor gives both to one worker: that worker registers the
+payment at once, with no hop through the payments topic to another worker. A payer that
+publishes with another client should use murmur2 too (librdkafka: ``partitioner =
+murmur2_random``); any other partitioner still works, at the price of that hop.
 """
 from __future__ import annotations
 
@@ -85,7 +93,7 @@ class PayerClient:
         self.topic = Catalogue(settings).payer_input(payer_id).name
         self.codec = default_codec()
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
-                                  "enable.idempotence": False, **settings.producer_tuning(), **producer_config})
+                                  "enable.idempotence": False, "partitioner": "murmur2_random", **settings.producer_tuning(), **producer_config})
         self.sent = 0
 
     def encode(self, event: dict) -> bytes:

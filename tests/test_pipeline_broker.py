@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter, defaultdict
 
 import pytest
 
 from streams.codec import default_codec
 from streams.identity import make_person
+from streams.observe import decode_topic, wait_until
 from tests.conftest import FK, GOTEBORG, STOCKHOLM, UPPSALA_P2, payment
 
 pytestmark = pytest.mark.broker
@@ -104,3 +106,32 @@ def test_payers_publish_and_the_ledger_registers_exactly(pipeline_factory):
     assert worker.metric_sum("tkonto_events_duplicate_total") == 1
     assert worker.metric_sum("tkonto_events_rejected_total") == 6
     assert worker.alive()
+
+
+def test_two_workers_register_every_payment_where_its_event_was_read(pipeline_factory):
+    """A payer's client partitions by payee with murmur2, as the pipeline does: a payee's
+    event lands on the partition number of the payee's payments, which the range assignor
+    gives to the same worker. So with two workers each payment is registered by the worker
+    that read its event, and none is written to the payments topic for the other one."""
+    pipe = pipeline_factory([STOCKHOLM, FK])
+    first = pipe.start_worker()
+    alone = json.loads(first.get("/ready")[1])["assigned_partitions"]
+    second = pipe.start_worker()
+
+    def split() -> bool:
+        counts = [json.loads(w.get("/ready")[1]) for w in (first, second)]
+        return all(c["ready"] for c in counts) and [c["assigned_partitions"] for c in counts] == [alone // 2] * 2
+    assert wait_until(split, 60, interval=0.2), "the two workers did not split the partitions"
+
+    sth, fk = pipe.client(STOCKHOLM), pipe.client(FK)
+    for i, payee in enumerate(BULK):
+        (sth if i % 2 else fk).publish(payment(STOCKHOLM if i % 2 else FK, payee, f"two-{i}", "EXECUTED", 100 + i))
+    sth.flush()
+    fk.flush()
+    pipe.wait_drained()
+
+    entries = {e["entry_id"]: e for e in pipe.ledger()}
+    assert len(entries) == 200 and sum(e["paid_delta_ore"] for e in entries.values()) == sum(range(100, 300))
+    registered = [w.registered() for w in (first, second)]
+    assert sum(registered) == 200 and min(registered) > 50  # each worker registered its own payees' payments
+    assert decode_topic(pipe.broker.bootstrap, pipe.catalogue.payments.name, timeout=3.0) == []
