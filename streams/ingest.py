@@ -23,6 +23,7 @@ payer_of_topic = {catalogue.payer_input(pid).name: payer for pid, payer in payer
 payer_topic_names = sorted(payer_of_topic)  # in payer id order: the topic names end in the ids
 payments_topic = catalogue.payments.name
 deadletter_topic = catalogue.deadletter.name
+events_in = metrics.tally(metrics.EVENTS_IN)  # by payer
 
 
 def screen(codec: Codec, payer: Payer | None, topic: str, partition: int, offset: int,
@@ -47,7 +48,7 @@ def ingest(msg, out: Output) -> None:
     """Stage: one raw record from a payer's topic -> the payments topic, or a dead letter."""
     topic = msg.topic()
     payer = payer_of_topic.get(topic)
-    metrics.inc(metrics.EVENTS_IN, payer.payer_id if payer else "unknown")
+    events_in[payer.payer_id if payer else "unknown"] += 1
     value, partition, offset = msg.value(), msg.partition(), msg.offset()
     event, letter = screen(codec, payer, topic, partition, offset, msg.key(), value)
     if event is not None:

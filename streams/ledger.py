@@ -33,6 +33,11 @@ ledger_topic = catalogue.ledger.name
 output_topics = {"enriched": catalogue.enriched.name, "citizen": catalogue.citizen.name,
                  "analysis": catalogue.analysis.name}
 accounts = state_store("accounts", ACCOUNT_SCHEMA, payments_topic)
+# counted per payment: tallies, published with metrics.inc's after every batch
+verification_outcomes = metrics.tally(metrics.VERIFICATION_OUTCOMES)  # by result
+routed_by_scope = metrics.TallyBy(metrics.ROUTED, "scope")  # scope -> by destination
+registered_by_payer = metrics.TallyBy(metrics.EVENTS_REGISTERED, "payer")  # payer -> by event type
+duplicates = metrics.tally(metrics.EVENTS_DUPLICATE)  # by payer
 
 
 def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None, now: dt.datetime,
@@ -48,12 +53,13 @@ def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None
     enriched = enrich(record, payer, account_record, person_record, now)
     if entry is not None:
         enriched["ledger_sequence"] = entry["sequence"]
-    metrics.inc(metrics.VERIFICATION_OUTCOMES, enriched["verification"]["result"])
+    verification_outcomes[enriched["verification"]["result"]] += 1
     encoded: dict[int, bytes] = {id(entry): entry_bytes} if entry_bytes is not None else {}
     payee_key = record["payee_id"].encode()
     scope = payer.scope
+    routed_to = routed_by_scope[scope]
     for destination, viewer, schema, routed in routes(scope, enriched, entry, settings.patient_secrecy_in_analysis):
-        metrics.inc(metrics.ROUTED, destination, scope)
+        routed_to[destination] += 1
         value = encoded.get(id(routed))
         if value is None:
             value = encoded[id(routed)] = codec.encode(schema, routed)
@@ -97,10 +103,10 @@ def ledger(msg, out: Output) -> None:
     outcome = register(account, record, now)
     if outcome.kind == "REGISTERED":
         accounts.put(partition, key, account)
-        metrics.inc(metrics.EVENTS_REGISTERED, payer.payer_id, record["event_type"])
+        registered_by_payer[payer.payer_id][record["event_type"]] += 1
         metrics.REGISTRATION_LATENCY.observe(max(0.0, (now - record["event_time"]).total_seconds()))
     elif outcome.kind == "DUPLICATE":
-        metrics.inc(metrics.EVENTS_DUPLICATE, payer.payer_id)
+        duplicates[payer.payer_id] += 1
     else:
         send_dead_letter(out, dead_letter(outcome.reason, outcome.detail, "ledger", source_of(msg), None,
                                           value, payer.payer_id, record["event_id"], now))

@@ -103,17 +103,39 @@ def inc(metric: Counter, *labels: str) -> None:
     _pending[metric, labels][0] += 1
 
 
-#: metric -> its counts per labels that a hot path adds to itself (``tally``)
-_tallies: dict[Counter, defaultdict[tuple | str, int]] = {}
+#: (metric, fixed labels) -> (the fixed labels, the other label names, the counts by them)
+_tallies: dict[tuple, tuple[dict, tuple[str, ...], defaultdict[tuple | str, int]]] = {}
 
 
-def tally(metric: Counter) -> defaultdict[tuple | str, int]:
+def tally(metric: Counter, **fixed: str) -> defaultdict[tuple | str, int]:
     """Counts for ``metric`` that the caller adds to directly (``counts[labels] += 1``, where
     ``inc`` costs a call and a key of metric and labels, ~1,300 instructions), added to the
-    counter by ``publish_pending`` with ``inc``'s. A key is the tuple of label values, or
-    the value itself for a metric of one label. Only the thread that calls
-    ``publish_pending`` may add to them."""
-    return _tallies.setdefault(metric, defaultdict(int))
+    counter by ``publish_pending`` with ``inc``'s. ``fixed`` gives labels the same for all
+    these counts (by name); a key is the value of the one label left, or the tuple of the
+    labels left, in the metric's order. Only the thread that calls ``publish_pending`` may
+    add to them."""
+    key = (metric, tuple(sorted(fixed.items())))
+    if key not in _tallies:
+        unknown = set(fixed) - set(metric._labelnames)
+        if unknown:
+            raise ValueError(f"{metric._name}: no label {', '.join(sorted(unknown))}")
+        _tallies[key] = (fixed, tuple(n for n in metric._labelnames if n not in fixed), defaultdict(int))
+    return _tallies[key][2]
+
+
+class TallyBy(dict):
+    """``tally(metric, **{label: value})`` per value of one label, made on first use: for a
+    hot path that counts by two labels, one of them known before the loop that counts (a
+    key tuple per count is built, hashed and compared item by item, where two string keys are
+    found by their cached hash and identity)."""
+
+    def __init__(self, metric: Counter, label: str):
+        super().__init__()
+        self.metric, self.label = metric, label
+
+    def __missing__(self, value: str) -> defaultdict[str, int]:
+        counts = self[value] = tally(self.metric, **{self.label: value})
+        return counts
 
 
 def publish_pending() -> None:
@@ -121,9 +143,10 @@ def publish_pending() -> None:
     pending, _pending = _pending, defaultdict(_cell)
     for (metric, labels), (count,) in pending.items():
         metric.labels(*labels).inc(count)
-    for metric, counts in _tallies.items():
+    for (metric, _), (fixed, names, counts) in _tallies.items():
         if counts:
             for labels, count in counts.items():
                 if count:
-                    (metric.labels(*labels) if labels.__class__ is tuple else metric.labels(labels)).inc(count)
+                    free = labels if labels.__class__ is tuple else (labels,)
+                    metric.labels(**fixed, **dict(zip(names, free))).inc(count)
             counts.clear()

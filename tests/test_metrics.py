@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from streams.metrics import LATENCY_BUCKETS, HotHistogram
@@ -72,3 +73,26 @@ def test_a_tally_reaches_its_counter_once_per_publish_with_the_inc_counts():
     assert registry.get_sample_value("tkonto_test_tally_total", {"topic": "t1"}) == 3
     assert registry.get_sample_value("tkonto_test_tally_total", {"topic": "t2"}) == 1
     assert not counts
+
+
+def test_a_tally_with_fixed_labels_and_a_tally_by_label_publish_every_label():
+    from prometheus_client import CollectorRegistry, Counter
+
+    from streams import metrics
+    registry = CollectorRegistry()
+    counter = Counter("tkonto_test_routed_total", "test", ["destination", "scope"], registry=registry)
+    by_scope = metrics.TallyBy(counter, "scope")
+    by_scope["PROPOSAL_1"]["citizen"] += 2
+    by_scope["PROPOSAL_1"]["analysis"] += 1
+    by_scope["PROPOSAL_2"]["analysis"] += 1
+    assert metrics.tally(counter, scope="PROPOSAL_1") is by_scope["PROPOSAL_1"]  # one per metric and labels
+    metrics.inc(counter, "citizen", "PROPOSAL_1")
+    metrics.publish_pending()
+    metrics.publish_pending()
+    sample = registry.get_sample_value
+    assert sample("tkonto_test_routed_total", {"destination": "citizen", "scope": "PROPOSAL_1"}) == 3
+    assert sample("tkonto_test_routed_total", {"destination": "analysis", "scope": "PROPOSAL_1"}) == 1
+    assert sample("tkonto_test_routed_total", {"destination": "analysis", "scope": "PROPOSAL_2"}) == 1
+    assert sample("tkonto_test_routed_total", {"destination": "citizen", "scope": "PROPOSAL_2"}) is None
+    with pytest.raises(ValueError, match="no label payer"):
+        metrics.tally(counter, payer="x")
