@@ -24,6 +24,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import HeadersArg
 
 from .observe import true_end_offsets
+from .threads import name_os_thread
 
 
 def bootstrap_of(urls) -> str:
@@ -73,6 +74,7 @@ class Producer(aiokafka_driver.Producer):
         self._poller.start()
 
     def _poll_loop(self) -> None:
+        name_os_thread()
         while not self._stopping.is_set():
             self._rd.poll(0.05)
 

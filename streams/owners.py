@@ -16,6 +16,7 @@ import threading
 from .app import catalogue, codec, settings
 from .engine import partition_of
 from .reference import follow
+from .threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Owners:
         self._stop.set()
 
     def _run(self) -> None:
+        name_os_thread()
         try:
             follow(f"{settings.app_id}-owners", [workers_topic], self.apply, self._stop, fetch_wait_ms=100)
         except Exception:

@@ -25,6 +25,7 @@ from .app import app, catalogue, codec, payers, settings
 from .engine import Engine
 from .owners import announcement, owners, workers_topic
 from .reference import registers
+from .threads import name_os_thread
 from .topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class EngineService(mode.Service):
         self._thread.start()
 
     def _main(self, loop) -> None:
+        name_os_thread()
         # The registers and caches are millions of long-lived objects: keep the start-up ones
         # out of the cyclic collector, and collect less often (the hot path allocates fast).
         gc.freeze()

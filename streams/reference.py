@@ -20,6 +20,7 @@ from .app import app, catalogue, codec, payers, settings
 from .observe import next_batch, partitions_of, reported_ends, true_end_offsets
 from .payers import Payer
 from .registers import SCHEMAS, payer_from_record
+from .threads import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class Registers:
         self._stop.set()
 
     def _run(self) -> None:
+        name_os_thread()
+
         def loaded() -> None:
             self.caught_up.set()
             log.info("reference registers loaded: %s", {kind: len(entries) for kind, entries in self.data.items()})

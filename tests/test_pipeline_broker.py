@@ -10,6 +10,7 @@ import pytest
 from streams.codec import default_codec
 from streams.identity import make_person
 from streams.observe import decode_topic, wait_until
+from streams.threads import cpu_by_thread
 from tests.conftest import FK, GOTEBORG, STOCKHOLM, UPPSALA_P2, payment
 
 pytestmark = pytest.mark.broker
@@ -106,6 +107,9 @@ def test_payers_publish_and_the_ledger_registers_exactly(pipeline_factory):
     assert worker.metric_sum("tkonto_events_duplicate_total") == 1
     assert worker.metric_sum("tkonto_events_rejected_total") == 6
     assert worker.alive()
+    # its threads are named at the kernel: top -H and per-thread CPU show which is which
+    assert {"main", "tkonto-pipeline", "tkonto-producer", "tkonto-owners", "tkonto-register"} <= set(
+        cpu_by_thread(worker.pid))
 
 
 def test_two_workers_register_every_payment_where_its_event_was_read(pipeline_factory):
