@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--out", default="results", help="folder for memory.md and memory.json (default results/)")
     memory.add_argument("--settle", type=_positive_float, default=10.0, help="seconds to sample after the drain")
     scaling = bench_sub.add_parser("scaling", help="1 worker against 2, each held to the same CPU budget (cgroups)")
-    scaling.add_argument("--events", type=_positive_int, default=60_000, help="events (default 60000)")
-    scaling.add_argument("--payees", type=_positive_int, default=30_000, help="distinct payees (default 30000)")
+    scaling.add_argument("--events", type=_positive_int, default=180_000,
+                         help="events (default 180000: ~30 s per row, so the start and the tail weigh little)")
+    scaling.add_argument("--payees", type=_positive_int, default=90_000, help="distinct payees (default 90000)")
     scaling.add_argument("--cores-per-worker", type=_positive_float, default=0.5,
                          help="CPU quota of each worker process, in cores (default 0.5)")
     scaling.add_argument("--out", default="results", help="folder for scaling.md and scaling.json (default results/)")
