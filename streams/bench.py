@@ -25,7 +25,10 @@ max as the upper bound of the highest bucket used). Under a pre-published backlo
 mostly queueing time and are labelled so.
 
 CPU seconds per 1,000 events: utime+stime of the worker processes (and, separately, the
-broker) from /proc/<pid>/stat over the measured window. Peak RSS: VmHWM of the worker.
+broker) from /proc/<pid>/stat over the measured window; for the saturated pipeline rows
+also by worker thread (``streams.threads.cpu_by_thread``: the engine thread
+``tkonto-pipeline``, the asyncio loop ``main``, librdkafka's ``rdk:...``). Peak RSS: VmHWM
+of the worker.
 
 The fault scenario (2 workers, SIGKILL one mid-run, the survivor takes over, the killed one
 is restarted) compares the ledger with the expectation computed by applying
@@ -71,6 +74,7 @@ from .payers import write_payers
 from .process import WorkerProcess
 from .settings import Settings
 from .simulate import Simulation
+from .threads import cpu_by_thread
 from .topics import Catalogue, ensure_topics
 from .validation import Rejected, check_payment
 
@@ -137,6 +141,7 @@ class Row:
     ledger_exact: bool | None = None
     note: str = ""
     ready_spread_s: float | None = None  # saturated pipeline rows: the first worker ready to the last
+    cpu_per_1k_by_thread: dict = field(default_factory=dict)  # saturated pipeline rows: thread name -> CPU s / 1k
 
 
 VISIBILITY = "tkonto_citizen_visibility_latency_seconds"
@@ -329,6 +334,14 @@ class Deployment:
     def worker_cpu(self) -> float:
         return sum(cpu_seconds(w.pid) for w in self.live())
 
+    def worker_threads_cpu(self) -> dict[str, float]:
+        """CPU seconds of the live workers' threads, summed by thread name over the workers."""
+        total: defaultdict[str, float] = defaultdict(float)
+        for w in self.live():
+            for name, seconds in cpu_by_thread(w.pid).items():
+                total[name] += seconds
+        return dict(total)
+
     def broker_cpu(self) -> float:
         return cpu_seconds(self.broker.proc.pid if self.broker.proc else None)
 
@@ -452,12 +465,12 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
         # 2026-12-04 the clock started at the first worker ready, and every event counted).
         t0 = time.monotonic()
         read_before = int(dep.metric("tkonto_events_in_total"))
-        c0, b0 = dep.worker_cpu(), dep.broker_cpu()
+        c0, b0, th0 = dep.worker_cpu(), dep.broker_cpu(), dep.worker_threads_cpu()
         h0 = dep.histogram(VISIBILITY)
         progress(f"{label} ready ({all_ready - first:.1f} s from the first to the last, {read_before} events read "
                  f"by the start); draining {len(saturated)} events", force=True)
         t1 = dep.wait_drained(len(saturated), progress, 300 if quick else 3600, len(expect_a[0]))
-        c1, b1 = dep.worker_cpu(), dep.broker_cpu()
+        c1, b1, th1 = dep.worker_cpu(), dep.broker_cpu(), dep.worker_threads_cpu()
         h1 = dep.histogram(VISIBILITY)
         n, start, note = len(saturated) - read_before, t0, (
             f"every worker ready{' then the backlog published' if workers_first else ''} -> group lag 0; "
@@ -471,6 +484,9 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
                   round((b1 - b0) / in_window * 1000, 3), 0.0,
                   note=note + "; offsets committed every 0.5 s", ready_spread_s=round(all_ready - first, 2))
         sat.visibility_ms = visibility_summary(h0, h1)
+        by_thread = {name: (th1[name] - th0.get(name, 0.0)) / in_window * 1000 for name in th1}
+        sat.cpu_per_1k_by_thread = {name: round(v, 4) for name, v in sorted(by_thread.items(), key=lambda kv: -kv[1])
+                                    if v >= 0.0005}
         rows.append(sat)
         offered_row = None
         if offered:
@@ -625,6 +641,9 @@ def markdown(report: dict) -> str:
     lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()), ""]
     lines += [f"{r['name'][:2]} saturated: {r['note']}; the first worker ready to the last {r['ready_spread_s']} s."
               for r in report["rows"] if r.get("ready_spread_s") is not None] + [""]
+    lines += [f"{r['name'][:2]} saturated, worker CPU s / 1k events by thread: "
+              + ", ".join(f"{name} {v}" for name, v in r["cpu_per_1k_by_thread"].items()) + "."
+              for r in report["rows"] if r.get("cpu_per_1k_by_thread")] + [""]
     lines += ["Latency kinds:"] + sorted({f"* {r['name'][:2]} {r['mode']}: {r['latency_kind']}"
                                           for r in report["rows"] if r["latency_kind"]})
     f = report.get("fault")

@@ -50,6 +50,10 @@ def test_quick_bench_writes_a_complete_table_and_the_fault_scenario_is_exact(tmp
             assert row["ledger_exact"] is True, row
             if row["mode"] == "saturated":  # counted from the moment every worker is ready
                 assert 0 <= row["ready_spread_s"] < 300, row
+                # the workers' CPU by thread: named threads, and no more than the processes used
+                by_thread = row["cpu_per_1k_by_thread"]
+                assert by_thread and all(v > 0 for v in by_thread.values()), row
+                assert sum(by_thread.values()) <= row["cpu_per_1k_workers"] * 1.05 + 0.002, row
     assert set(report["ratios"]) >= {"row 3 / row 1a (default batching)", "row 3 / row 1b (single-record)"}
     assert all(v > 0 for v in report["ratios"].values())
 
@@ -61,6 +65,7 @@ def test_quick_bench_writes_a_complete_table_and_the_fault_scenario_is_exact(tmp
 
     markdown = (out / "bench.md").read_text()
     assert "| 3. tkonto pipeline, 1 worker | saturated |" in markdown
+    assert "3. saturated, worker CPU s / 1k events by thread: " in markdown
     assert "Fault scenario" in markdown
 
 
