@@ -142,9 +142,10 @@ class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         from .settings import Settings
 
         consumer = super()._create_worker_consumer(transport)
-        # Faust fixes fetch_max_wait_ms at 1500 ms; an idle fetch can be held that long on
-        # every hop of the pipeline. The value is read when the consumer starts.
-        consumer._fetch_max_wait_ms = Settings.from_env().fetch_max_wait_ms
+        # Faust fixes fetch_max_wait_ms at 1500 ms. Its agents read rule hits and review
+        # commands (the payments go through the engine's own consumer), so the wait is theirs
+        # to set. The value is read when the consumer starts.
+        consumer._fetch_max_wait_ms = Settings.from_env().agent_fetch_max_wait_ms
         return consumer
 
     async def _highwaters(self, partitions):

@@ -91,10 +91,16 @@ class Settings:
         10.0,
     )
     fetch_max_wait_ms: int = env_field(
-        "TKONTO_FETCH_MAX_WAIT_MS", "Longest a worker's fetch waits for new records; each hop of the pipeline "
-        "can wait this long when idle, and on the embedded broker every fetch takes the whole wait (Faust's own "
-        "default, 1500, made a payment take ~2.3 s to be visible; 50 instead of 100 took ~35 ms off p50 and p99 "
-        "at 2,000 events/s, docs/performance.md).", 50)
+        "TKONTO_FETCH_MAX_WAIT_MS", "Longest a fetch of the worker's pipeline waits for new records; each hop "
+        "of the pipeline can wait this long when idle, and on the embedded broker every fetch takes the whole "
+        "wait (Faust's own default, 1500, made a payment take ~2.3 s to be visible; 50 instead of 100 took "
+        "~35 ms off p50 and p99 at 2,000 events/s, docs/performance.md).", 50)
+    agent_fetch_max_wait_ms: int = env_field(
+        "TKONTO_AGENT_FETCH_MAX_WAIT_MS", "Longest a fetch of the worker's Faust agents waits for new records. They "
+        "read rule hits and analysts' decisions, not payments: the wait is at most that much more time before a hit "
+        "opens a case or a decision is applied, and each fetch costs the worker and the broker CPU (500 instead of "
+        "50: ~0.017 of a core less per idle worker, ~2 % of a worker's CPU per payment under load; "
+        "docs/performance.md).", 500)
     batch_size: int = env_field(
         "TKONTO_BATCH_SIZE", "Events a Faust agent (review cases) takes per batch (processed without yielding: "
         "keep it small).", 100)
