@@ -93,7 +93,8 @@ class PayerClient:
         self.topic = Catalogue(settings).payer_input(payer_id).name
         self.codec = default_codec()
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
-                                  "enable.idempotence": False, "partitioner": "murmur2_random", **settings.producer_tuning(), **producer_config})
+                                  "enable.idempotence": False, "partitioner": "murmur2_random",  # as the pipeline
+                                  **settings.producer_tuning(), **producer_config})
         self.sent = 0
 
     def encode(self, event: dict) -> bytes:

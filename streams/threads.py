@@ -1,5 +1,5 @@
 """The worker's OS threads: named, so ``top -H``, ``ps -L`` and /proc show which is which,
-and their CPU time read by name from outside (``benchmarks/threads.py``).
+and their CPU time read by name from outside (``tkonto bench``, ``benchmarks/threads.py``).
 
 Python names a ``threading.Thread`` for itself only; the kernel sees every thread of the
 process as ``python``. ``name_os_thread`` gives the calling thread its Python name at the
