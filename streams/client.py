@@ -26,6 +26,7 @@ from typing import Iterable, Iterator
 from confluent_kafka import Producer
 
 from .codec import CodecError, default_codec
+from .engine import PARTITIONER
 from .settings import Settings
 from .topics import Catalogue
 
@@ -93,7 +94,7 @@ class PayerClient:
         self.topic = Catalogue(settings).payer_input(payer_id).name
         self.codec = default_codec()
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
-                                  "enable.idempotence": False, "partitioner": "murmur2_random",  # as the pipeline
+                                  "enable.idempotence": False, "partitioner": PARTITIONER,  # as the pipeline
                                   **settings.producer_tuning(), **producer_config})
         self.sent = 0
 

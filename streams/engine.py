@@ -71,9 +71,14 @@ def murmur2(data: bytes) -> int:
 _murmur2 = avro_native.murmur2 if avro_native.available else murmur2
 
 
+#: librdkafka's name for the partitioner ``partition_of`` computes (Java's default): every
+#: producer of a record whose partition a worker predicts sets it (payers, the pipeline, Faust)
+PARTITIONER = "murmur2_random"
+
+
 def partition_of(key: bytes, partitions: int) -> int:
-    """The partition the producers' murmur2 partitioner (librdkafka's and Java's default for
-    keyed records) puts ``key`` in."""
+    """The partition the producers' murmur2 partitioner (``PARTITIONER``, librdkafka's
+    ``murmur2_random`` and Java's default for keyed records) puts ``key`` in."""
     return (_murmur2(key) & 0x7FFFFFFF) % partitions
 
 
@@ -468,7 +473,7 @@ class Engine:
         """Consume until ``stop()``; raises (after logging) on a failure that must not be
         committed past, e.g. an undeliverable output record."""
         self.out = Output({"bootstrap.servers": self.bootstrap, "linger.ms": 100, "acks": "all",
-                           "partitioner": "murmur2_random", "queue.buffering.max.messages": 1_000_000,
+                           "partitioner": PARTITIONER, "queue.buffering.max.messages": 1_000_000,
                            "queue.buffering.max.kbytes": 32768,
                            "enable.idempotence": False, **self.producer_config})
         self.out.fused = {t: s.handle for s in self.stages if s.fuse for t in s.topics}

@@ -23,6 +23,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import HeadersArg
 
+from .engine import PARTITIONER
 from .observe import true_end_offsets
 from .threads import name_os_thread
 
@@ -60,7 +61,7 @@ class Producer(aiokafka_driver.Producer):
             "client.id": f"{self.app.conf.id}-producer",
             "linger.ms": 5,
             "acks": "all",
-            "partitioner": "murmur2_random",
+            "partitioner": PARTITIONER,
             "queue.buffering.max.messages": 500_000,
             "enable.idempotence": False,
         }

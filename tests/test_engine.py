@@ -20,7 +20,7 @@ import streams.engine as engine_module
 from streams import metrics
 from streams.account import new_account, register
 from streams.codec import default_codec
-from streams.engine import Engine, Output, Stage, partition_of
+from streams.engine import PARTITIONER, Engine, Output, Stage, partition_of
 from streams.enrichment import enrich
 from streams.observe import end_offsets, read_topic, wait_until
 from streams.routing import routes
@@ -43,7 +43,7 @@ def kafka(broker):
 
 # -- the engine end to end ------------------------------------------------------------------
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": PARTITIONER, "linger.ms": 5})
     for key, value in records:
         producer.produce(topic, value, key)
     assert producer.flush(30) == 0

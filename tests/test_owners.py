@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import Producer
 
 from streams.codec import default_codec
+from streams.engine import PARTITIONER
 from streams.observe import read_topic
 from streams.owners import SCHEMA, announcement, owner_of, partition_of
 from tests.broker_topics import create_topics
@@ -32,7 +33,7 @@ def keys() -> list[bytes]:
 def test_partition_of_agrees_with_librdkafka_murmur2_random(broker):
     topic = "owners-test-keys"
     create_topics(broker.bootstrap, (topic, 4, False))
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "partitioner": "murmur2_random", "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "partitioner": PARTITIONER, "linger.ms": 5})
     sent = keys()
     for i, key in enumerate(sent):
         producer.produce(topic, str(i).encode(), key)
