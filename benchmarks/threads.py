@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.bench import Deployment, Progress, compare_ledger, expected_ledger, make_emissions, publish  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.threads import cpu_by_thread  # noqa: E402
 
 
 def main() -> int:
@@ -42,10 +41,10 @@ def main() -> int:
     try:
         worker = dep.start_worker()
         dep.wait_all_ready([worker], timeout=300)
-        before, t0 = cpu_by_thread(worker.pid), time.monotonic()
+        before, t0 = dep.worker_threads_cpu(), time.monotonic()
         publish(dep.clients, emissions, None, progress)
         t1 = dep.wait_drained(len(emissions), progress, 3600, len(expected[0]))
-        after = cpu_by_thread(worker.pid)
+        after = dep.worker_threads_cpu()
         exact = compare_ledger(dep.ledger(), expected)["exact"]
     finally:
         dep.close()
