@@ -1,19 +1,16 @@
 """The Faust application: one per worker process, configured from the settings object.
 
-It runs the worker's HTTP server (API, page, /metrics, /ready), the review cases
-(``streams.cases``) and the timers; the hot path runs on the pipeline engine beside it
-(``streams.pipeline``). Modules register their pages and agents on ``app`` by being
-imported (``streams.worker``).
-
-Agents take events in batches (``stream.take_events``) and process each batch WITHOUT
-awaiting anything: in faust-streaming 0.15.3 an ``await`` inside the batch lets a parked
-``add_to_buffer`` append events that are then acknowledged with the batch although they
-were never processed (seen as lost registrations after a SIGKILL). Batches are kept small
-(``TKONTO_BATCH_SIZE``) so the event loop, and with it the HTTP server, is never held long.
+It runs the worker's HTTP server (API, page, /metrics, /ready), its timers and the
+producer of the HTTP views' records (analysts' commands, export audit records). Every
+record the worker reads goes through the pipeline engine beside it (``streams.pipeline``),
+the review cases included (``streams.cases``), so Faust starts no consumer: no group, no
+fetches, no agents. Modules register their pages on ``app`` by being imported
+(``streams.worker``).
 """
 from __future__ import annotations
 
 import faust
+from faust.app.base import BootStrategy
 
 from . import kafka_transport  # noqa: F401  (registers the tkonto:// transport)
 from .codec import default_codec
@@ -49,6 +46,8 @@ app = faust.App(
     value_serializer="raw",
     table_cleanup_interval=3600.0,
 )
+#: web server, producer, timers and services; no Kafka consumer (nothing here reads a topic)
+app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
 
 
 def _load_payers() -> dict[str, Payer]:
@@ -61,16 +60,18 @@ def _load_payers() -> dict[str, Payer]:
 payers: dict[str, Payer] = _load_payers()
 
 
-def state_store(name: str, schema: str, source_topic: str, entries: Entries | None = None) -> Store:
+def state_store(name: str, schema: str, source_topic: str, entries: Entries | None = None,
+                changelog: str | None = None) -> Store:
     """A pipeline state store partitioned like ``source_topic``, changelogged to
-    ``<app id>-<name>-changelog``, with the configured backend and cache (``entries``:
-    changelogged per entry of the values' map, see ``state.Entries``)."""
-    return Store(name, schema, source_topic, catalogue.changelog(name).name, codec, settings.store,
+    ``<app id>-<name>-changelog`` (or to ``changelog``, a compacted topic of the catalogue
+    keyed and partitioned like the store), with the configured backend and cache
+    (``entries``: changelogged per entry of the values' map, see ``state.Entries``)."""
+    return Store(name, schema, source_topic, changelog or catalogue.changelog(name).name, codec, settings.store,
                  settings.data_dir, settings.state_cache, entries)
 
 
 def emit(topic: faust.TopicT, key: bytes | None, value: bytes, headers: list | None = None) -> None:
-    """Write an agent's output record (see ``kafka_transport.Producer.produce_direct``)."""
+    """Write a record of an HTTP view (see ``kafka_transport.Producer.produce_direct``)."""
     app.producer.produce_direct(topic.get_topic_name(), key, value, headers)
 
 

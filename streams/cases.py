@@ -4,114 +4,143 @@ Analysis selects, people decide: a case is opened (one per subject and rule wind
 selection hits, and only an analyst's decision (CLOSED_NO_ACTION, NOTIFY_PAYER,
 IN_DEPTH_REVIEW) changes it. Nothing is reclaimed or stopped automatically.
 
-Table writes happen only in stream context, so a decision is a ``CaseCommand`` on the
-case-commands topic (keyed, like the table, by case id). The HTTP request is answered on
-the worker that owns the case (``web.for_key``), which publishes the command and waits for
-its own agent to apply it. Every decision and every export is written to the audit topic.
+Both run on the pipeline engine, as two stages over the ``cases`` store (keyed by case id,
+partitioned like the signals topic):
+
+* ``open-cases``: a rule hit from the signals topic opens or updates its case;
+* ``case-commands``: an analyst's decision, a ``CaseCommand`` on the case-commands topic
+  (keyed by case id, so read by the worker that holds the case), decides it, and the
+  decision's notifications and audit record are written once the decided case is.
+
+The store's changelog is the compacted cases topic itself: what the worker writes there is
+every case's latest state, and a worker that takes over a partition restores its cases from
+it (as it restores any store). The engine reads the signals, case-commands and citizen
+topics with the range assignor, so partition *p* of each (same key, partitioner and count)
+is one worker's: a case request is answered by the owner of the case id's partition
+(``owners``), which publishes the command and waits for its engine to apply it. Every
+decision and every export is written to the audit topic.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+import threading
 import uuid
 
 from faust.web import View
 
 from . import metrics
-from .app import app, catalogue, codec, emit, raw_topic, settings
+from .app import app, catalogue, codec, emit, raw_topic, settings, state_store
 from .auth import AuthConfigError, AuthError, verify
-from .engine import partition_of
+from .engine import Output, Stage, partition_of
 from .identity import mask
+from .ingest import failed
 from .observe import read_topic
+from .owners import owners
 from .review import (DecisionResult, ReviewError, decide, decision_outputs, export_json, export_person,
                      is_redelivered, open_or_update_case)
-from .web import for_key, json_error, table_owner
+from .web import for_key, ident, json_error
 
 log = logging.getLogger(__name__)
 
 CASE_SCHEMA = "Case"
-signals_topic = raw_topic(catalogue.signals.name)
-commands_topic = raw_topic(catalogue.case_commands.name)
-cases_topic = raw_topic(catalogue.cases.name)
-audit_topic = raw_topic(catalogue.audit.name)
-cases_table = app.Table("cases", key_type=bytes, value_type=bytes, partitions=settings.partitions,
-                        help="Review cases keyed by case id (Avro Case).")
-_pending: dict[str, asyncio.Future] = {}  # command id -> result, for requests answered on this worker
+signals_topic = catalogue.signals.name
+commands_topic = catalogue.case_commands.name
+audit_topic = raw_topic(catalogue.audit.name)  # the HTTP views' records (Faust's producer)
+commands_out = raw_topic(commands_topic)
+#: the review cases by case id; changelogged to the compacted cases topic, which is both the
+#: cases' public record and what a worker restores them from
+cases_store = state_store("cases", CASE_SCHEMA, signals_topic, changelog=catalogue.cases.name)
+#: command id -> (event loop, future) of a decision request waiting on this worker
+_pending: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
+_pending_lock = threading.Lock()
 
 
-def load_case(raw: bytes | None) -> dict | None:
-    return codec.decode(raw, expect=CASE_SCHEMA) if raw else None
+def open_case(msg, out: Output) -> None:
+    """Stage: one selection hit -> its case, opened or updated. A redelivered hit (its id is
+    in the case already) changes nothing."""
+    hit = codec.decode(msg.value(), expect="SelectionHit")
+    partition, key = msg.partition(), msg.key()
+    before = cases_store.get(partition, key)
+    if before is not None and hit["hit_id"] in before["hits"]:
+        return
+    after = open_or_update_case(before, hit, dt.datetime.now(dt.timezone.utc),
+                                id_secret=settings.case_id_secret or None)
+    cases_store.put(partition, key, after)
+    metrics.RULE_HITS.labels(hit["rule_id"]).inc()
+    if before is None:
+        metrics.CASES.labels("OPEN").inc()
 
 
-def store_case(key: bytes, case: dict) -> None:
-    encoded = codec.encode(CASE_SCHEMA, case)
-    cases_table[key] = encoded
-    emit(cases_topic, key, encoded)
+def apply_command(msg, out: Output) -> None:
+    """Stage: one analyst's command -> the case decided, its notifications and audit record
+    (written once the decided case is: ``Output.write``), and the waiting request answered."""
+    command = codec.decode(msg.value(), expect="CaseCommand")
+    outcome = decide_case(out, msg.partition(), msg.key(), command)
+    with _pending_lock:
+        waiter = _pending.pop(command["command_id"], None)
+    if waiter is not None:
+        loop, future = waiter
+        loop.call_soon_threadsafe(_answer, future, outcome)
 
 
-@app.agent(signals_topic)
-async def open_cases(stream):
-    async for batch in stream.take_events(settings.batch_size, settings.batch_within):
-        now = dt.datetime.now(dt.timezone.utc)
-        for event in batch:
-            stream._set_current_event(event)
-            hit = codec.decode(event.message.value, expect="SelectionHit")
-            stored = cases_table.get(event.message.key)
-            before = load_case(stored)
-            if before is not None and hit["hit_id"] in before["hits"]:
-                # A redelivered hit: the case already has it. Its record is written again:
-                # after a crash the table's changelog can hold the case while the cases
-                # topic record, sent by the same producer, was lost (same bytes: compacted).
-                emit(cases_topic, event.message.key, stored)
-                continue
-            after = open_or_update_case(before, hit, now, id_secret=settings.case_id_secret or None)
-            store_case(event.message.key, after)
-            metrics.RULE_HITS.labels(hit["rule_id"]).inc()
-            if before is None:
-                metrics.CASES.labels("OPEN").inc()
+def _answer(future: asyncio.Future, outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)
 
 
-@app.agent(commands_topic)
-async def apply_commands(stream):
-    async for batch in stream.take_events(settings.batch_size, settings.batch_within):
-        for event in batch:
-            stream._set_current_event(event)
-            command = codec.decode(event.message.value, expect="CaseCommand")
-            outcome = _apply(event.message.key, command)
-            waiter = _pending.pop(command["command_id"], None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(outcome)
-
-
-def _apply(key: bytes, command: dict):
-    case = load_case(cases_table.get(key))
+def decide_case(out: Output, partition: int, key: bytes, command: dict):
+    """Apply one DECIDE command to the case at ``key``: the decided case, or the
+    ``ReviewError`` that refused it (404 no such case, 409 decided before, 400 bad request)."""
+    case = cases_store.get(partition, key)
     if case is None:
         return ReviewError(404, f"no case {command['case_id']}")
     if is_redelivered(case, command):
-        # The command was applied before a crash, its offset not committed: the case and
-        # what the decision sent may not have left the worker. Sent again, same ids and bytes.
-        _send_decision(key, decision_outputs(case))
+        # The command was applied before a crash, its offset not committed: what the decision
+        # sent may not have left the worker. Sent again, same ids and bytes.
+        _send_decision(out, decision_outputs(case))
         return case
     try:
         result = decide(case, command["outcome"], command["analyst"], command["reason"], command["requested_at"],
                         command_id=command["command_id"])
     except ReviewError as exc:
         return exc  # e.g. 409: the case was decided by another request first
+    cases_store.put(partition, key, result.case)
     metrics.CASES.labels(result.case["status"]).inc()
     for notification in result.notifications:
         metrics.NOTIFICATIONS.labels(notification["payer_id"]).inc()
-    _send_decision(key, result)
+    _send_decision(out, result)
     return result.case
 
 
-def _send_decision(key: bytes, result: DecisionResult) -> None:
-    store_case(key, result.case)
+def _send_decision(out: Output, result: DecisionResult) -> None:
+    key = result.case["case_id"].encode()
     for notification in result.notifications:
-        emit(raw_topic(catalogue.payer_notifications(notification["payer_id"]).name), key,
-             codec.encode("Notification", notification))
+        out.write(catalogue.payer_notifications(notification["payer_id"]).name, key,
+                  codec.encode("Notification", notification))
     for record in result.audit:
-        emit(audit_topic, key, codec.encode("AuditRecord", record))
+        out.write(catalogue.audit.name, key, codec.encode("AuditRecord", record))
+
+
+open_cases_stage = Stage("open-cases", [signals_topic], open_case, failed("cases"))
+commands_stage = Stage("case-commands", [commands_topic], apply_command, failed("cases"))
+stages = [open_cases_stage, commands_stage]
+stores = [cases_store]
+
+
+def local_case(case_id: str) -> dict | None:
+    """The case if this worker holds its partition (None: no such case here)."""
+    key = case_id.encode()
+    part = cases_store.partitions.get(partition_of(key, settings.partitions))
+    return part.peek(key) if part is not None else None
+
+
+def case_owner(case_id: str) -> tuple[str, int] | None:
+    """The worker holding the case's partition: the owner of that partition of the citizen
+    topic, co-partitioned with the signals and case-commands topics (module docstring)."""
+    owner = owners.owner(catalogue.citizen.name, case_id.encode())
+    return ident(owner) if owner else None
 
 
 # -- HTTP, analysts only ------------------------------------------------------------------------
@@ -158,12 +187,12 @@ async def show_case(web, request, case_id):
         return _error(web, exc, "case")
 
     async def local():
-        case = load_case(cases_table.get(case_id.encode()))
+        case = local_case(case_id)
         if case is None:
             return _error(web, ReviewError(404, f"no case {case_id}"), "case")
         metrics.API_REQUESTS.labels("case", "200").inc()
         return _json(web, case)
-    return await for_key(web, request, table_owner(cases_table, case_id.encode()), local)
+    return await for_key(web, request, case_owner(case_id), local)
 
 
 @app.page("/api/v1/cases/{case_id}/decision")
@@ -183,17 +212,21 @@ class CaseDecision(View):
             except ValueError:
                 return _error(web, ReviewError(400, 'the body must be JSON: {"outcome": ..., "reason": ...}'),
                               "decision")
-            if cases_table.get(case_id.encode()) is None:
+            if local_case(case_id) is None:
                 return _error(web, ReviewError(404, f"no case {case_id}"), "decision")
             command = {"command_id": str(uuid.uuid4()), "case_id": case_id, "action": "DECIDE",
                        "outcome": str(body.get("outcome", "")), "reason": str(body.get("reason", "")),
                        "analyst": analyst, "requested_at": dt.datetime.now(dt.timezone.utc)}
-            waiter = _pending[command["command_id"]] = asyncio.get_running_loop().create_future()
-            emit(commands_topic, case_id.encode(), codec.encode("CaseCommand", command))
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
+            with _pending_lock:
+                _pending[command["command_id"]] = (loop, waiter)
+            emit(commands_out, case_id.encode(), codec.encode("CaseCommand", command))
             try:
                 outcome = await asyncio.wait_for(waiter, timeout=15.0)
             except asyncio.TimeoutError:
-                _pending.pop(command["command_id"], None)
+                with _pending_lock:
+                    _pending.pop(command["command_id"], None)
                 return _error(web, ReviewError(503, "the decision was not applied in time; check the case and "
                                                     "try again"), "decision")
             if isinstance(outcome, ReviewError):
@@ -201,7 +234,7 @@ class CaseDecision(View):
             metrics.API_REQUESTS.labels("decision", "200").inc()
             log.info("case %s decided %s by %s", case_id, outcome["status"], mask(analyst))
             return _json(web, outcome)
-        return await for_key(web, request, table_owner(cases_table, case_id.encode()), local)
+        return await for_key(web, request, case_owner(case_id), local)
 
 
 def person_records(person_id: str) -> tuple[list[dict], list[dict]]:

@@ -5,7 +5,7 @@ stream machinery per record it reads (bench row 2, a naive one-hop app, ran ~1,8
 this machine), and a payment passes four hops. The engine reads the same topics with
 one confluent-kafka consumer in batches (``consume(n)``), hands each record to its stage,
 a plain function, and writes through one librdkafka producer. Faust still runs the web
-server, the review cases and the timers in the same process.
+server and the timers in the same process.
 
 Guarantees, the same as before:
 

@@ -1,15 +1,13 @@
-"""Faust transport ``tkonto://``: aiokafka consumes, librdkafka (confluent-kafka) produces.
+"""Faust transport ``tkonto://``: librdkafka (confluent-kafka) produces Faust's records.
 
-Why: every record Faust writes for the worker (review cases, notifications, audit, the
-cases table's changelog) goes through librdkafka, which is several times faster than
-aiokafka's pure-Python producer, and whose
-record batches the embedded Tansu broker indexes correctly. With aiokafka-written
-batches Tansu reports a high watermark of "last batch's base offset + 1", which makes
-Faust's changelog recovery stop early and its offset checks reset to the beginning.
+The worker's Faust app only produces (it starts no consumer, ``streams.app``): the records
+of the HTTP views, analysts' case commands and the export audit records. They go through
+librdkafka, several times faster than aiokafka's pure-Python producer, and whose record
+batches the embedded Tansu broker indexes correctly (with aiokafka-written batches Tansu
+reports a high watermark of "last batch's base offset + 1").
 
-Partitioning is Java-compatible murmur2 (librdkafka ``murmur2_random``), the same as
-aiokafka's default, so Faust's ``key_partition`` (used by ``table_route``) agrees with
-where records were actually written.
+Partitioning is Java-compatible murmur2 (``engine.PARTITIONER``), so a command lands in the
+partition ``engine.partition_of`` names for its case id: the worker that holds the case.
 """
 from __future__ import annotations
 
@@ -24,7 +22,6 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import HeadersArg
 
 from .engine import PARTITIONER
-from .observe import true_end_offsets
 from .threads import name_os_thread
 
 
@@ -108,9 +105,9 @@ class Producer(aiokafka_driver.Producer):
 
     def produce_direct(self, topic: str, key: Optional[bytes], value: bytes, headers=None) -> None:
         """Write one record straight through librdkafka: no Faust future, no event-loop
-        wake-up per record. At-least-once still holds: Faust flushes the producer before
-        every offset commit, and ``flush`` raises if any direct record failed, so the
-        offsets are not committed and the input is processed again."""
+        wake-up per record. A view that must know the record is written awaits ``flush``,
+        which raises if any direct record failed (the export, before it answers); a
+        decision is answered once the engine has read and applied its command."""
         while True:
             try:
                 self._rd.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_direct_delivery)
@@ -131,40 +128,7 @@ class Producer(aiokafka_driver.Producer):
                 raise confluent_kafka.KafkaException(f"{len(errors)} record(s) not delivered, e.g. {errors[0]}")
 
 
-class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's aiokafka consumer thread, with end offsets the embedded broker gets right.
-
-    Faust's table recovery reads a changelog up to ``highwaters()``; Tansu reports the last
-    batch's base offset + 1 there, which would end recovery early and lose state. The
-    reported ends are corrected by ``observe.true_end_offsets`` (a no-op on Apache Kafka).
-    """
-
-    def _create_worker_consumer(self, transport):
-        from .settings import Settings
-
-        consumer = super()._create_worker_consumer(transport)
-        # Faust fixes fetch_max_wait_ms at 1500 ms. Its agents read rule hits and review
-        # commands (the payments go through the engine's own consumer), so the wait is theirs
-        # to set. The value is read when the consumer starts.
-        consumer._fetch_max_wait_ms = Settings.from_env().agent_fetch_max_wait_ms
-        return consumer
-
-    async def _highwaters(self, partitions):
-        reported = await super()._highwaters(partitions)
-        bootstrap = bootstrap_of(self.app.conf.broker_consumer)
-        loop = asyncio.get_running_loop()
-        corrected = await loop.run_in_executor(
-            None, true_end_offsets, bootstrap, {(tp.topic, tp.partition): high for tp, high in reported.items()})
-        return {tp: corrected[(tp.topic, tp.partition)] for tp in reported}
-
-
-class Consumer(aiokafka_driver.Consumer):
-    def _new_consumer_thread(self) -> ConsumerThread:
-        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
 class Transport(aiokafka_driver.Transport):
-    Consumer = Consumer
     Producer = Producer
 
 

@@ -1,4 +1,4 @@
-"""The pipeline on the worker: every hot-path stage on one engine, run beside Faust.
+"""The pipeline on the worker: every stage on one engine, run beside Faust.
 
 Stages, in the order a payment passes them (each is a plain function in its module):
 
@@ -6,10 +6,12 @@ Stages, in the order a payment passes them (each is a plain function in its modu
 2. ``ledger``: payments -> the payee's account, the ledger, enrichment, fan-out by scope,
    and the payee rules on the analysis record -> analysis.by-account;
 3. ``account-analysis``: analysis.by-account -> the account rule -> signals;
-4. ``citizen``: citizen -> the viewer's citizen view (the API's data).
+4. ``citizen``: citizen -> the viewer's citizen view (the API's data);
+5. ``open-cases`` and ``case-commands``: signals -> review cases; analysts' decisions ->
+   decided cases, notifications and audit records (``cases``).
 
 The engine runs on its own thread (``EngineService``) once the reference registers are
-read; Faust runs the HTTP server, the review cases and the timers on the event loop.
+read; Faust runs the HTTP server and the timers on the event loop.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import threading
 
 import mode
 
-from . import analysis, avro_native, citizen, compiled_modules, ingest, ledger
+from . import analysis, avro_native, cases, citizen, compiled_modules, ingest, ledger
 from .app import app, catalogue, codec, payers, settings
 from .engine import Engine
 from .owners import announcement, owners, workers_topic
@@ -36,8 +38,8 @@ GROUP = settings.pipeline_group
 def build_engine() -> Engine:
     return Engine(
         bootstrap=settings.bootstrap_servers, group=GROUP,
-        stages=[ingest.stage, ledger.stage, analysis.stage, citizen.stage],
-        stores=ledger.stores + analysis.stores + citizen.stores,
+        stages=[ingest.stage, ledger.stage, analysis.stage, citizen.stage, *cases.stages],
+        stores=ledger.stores + analysis.stores + citizen.stores + cases.stores,
         consumer_config={"session.timeout.ms": int(settings.session_timeout * 1000),
                          "heartbeat.interval.ms": max(200, int(settings.session_timeout * 200)),
                          "fetch.wait.max.ms": settings.fetch_max_wait_ms,

@@ -95,15 +95,6 @@ class Settings:
         "of the pipeline can wait this long when idle, and on the embedded broker every fetch takes the whole "
         "wait (Faust's own default, 1500, made a payment take ~2.3 s to be visible; 50 instead of 100 took "
         "~35 ms off p50 and p99 at 2,000 events/s, docs/performance.md).", 50)
-    agent_fetch_max_wait_ms: int = env_field(
-        "TKONTO_AGENT_FETCH_MAX_WAIT_MS", "Longest a fetch of the worker's Faust agents waits for new records. They "
-        "read rule hits and analysts' decisions, not payments: the wait is at most that much more time before a hit "
-        "opens a case or a decision is applied, and each fetch costs the worker and the broker CPU (500 instead of "
-        "50: ~0.017 of a core less per idle worker; one worker drained 11 % more events/s, alternated; "
-        "docs/performance.md).", 500)
-    batch_size: int = env_field(
-        "TKONTO_BATCH_SIZE", "Events a Faust agent (review cases) takes per batch (processed without yielding: "
-        "keep it small).", 100)
     pipeline_batch: int = env_field(
         "TKONTO_PIPELINE_BATCH", "Most records the pipeline engine takes from its consumer at a time.", 1000)
     pipeline_max_backlog: int = env_field(
@@ -116,7 +107,6 @@ class Settings:
         "~25 % off its CPU and ~120 ms off p99 at 2,000 events/s, docs/performance.md). Registration does not "
         "wait for it (the ledger stage is fused); a representative's view and the account rule do, one hop "
         "each. The commit flushes every 0.5 s whatever it is.", 100)
-    batch_within: float = env_field("TKONTO_BATCH_WITHIN", "Seconds an agent waits to fill a batch.", 0.05)
     jwt_secret: str = env_field(
         "TKONTO_JWT_SECRET", "HS256 secret for citizen and analyst bearer tokens. Set it in production.", ""
     )

@@ -95,7 +95,8 @@ class Catalogue:
     def pipeline_inputs(self, payer_ids: Iterable[str]) -> list[str]:
         """Every topic the pipeline engine reads (its consumer group: ``settings.pipeline_group``)."""
         return [self.payer_input(pid).name for pid in payer_ids] + [
-            self.payments.name, self.analysis_by_account.name, self.citizen.name]
+            self.payments.name, self.analysis_by_account.name, self.citizen.name, self.signals.name,
+            self.case_commands.name]
 
     def registers(self) -> dict[str, TopicSpec]:
         return {"payers": self.ref_payers, "accounts": self.ref_accounts, "population": self.ref_population}

@@ -1,7 +1,7 @@
 """Answering an HTTP request on the worker that owns a key.
 
-The owner is found by Faust's router for a Faust table (``table_owner``, the review cases)
-or from the pipeline's partition announcements (``owners``, the citizen views).
+The owner is found from the pipeline's partition announcements (``owners``: the citizen
+views and the review cases).
 ``for_key`` answers locally when the owner is this worker and forwards the request otherwise, body and auth headers
 included (Faust's own ``route_req`` drops the body, which a POST needs). A forwarded
 request carries a header so it is never forwarded twice.
@@ -27,14 +27,6 @@ def ident(url) -> tuple[str, int]:
     if isinstance(url, str):
         url = URL(url)
     return (url.host or "", int(url.port or 80))
-
-
-def table_owner(table, key: bytes) -> tuple[str, int] | None:
-    """The worker owning ``key`` of a Faust table; None while no assignment is known."""
-    try:
-        return ident(app.router.key_store(table.name, key))
-    except KeyError:
-        return None
 
 
 async def for_key(web, request, owner: tuple[str, int] | None, local: Callable[[], Awaitable]):

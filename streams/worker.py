@@ -1,11 +1,11 @@
-"""The worker process: the pipeline engine and the Faust app (HTTP, review cases), plus /metrics."""
+"""The worker process: the pipeline engine and the Faust app (HTTP, timers), plus /metrics."""
 from __future__ import annotations
 
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import cases, citizen, pipeline, reference  # noqa: F401  (importing registers stages, agents, pages)
+from . import cases, citizen, pipeline, reference  # noqa: F401  (importing registers stages and pages)
 from . import metrics
 from .app import app, settings
 
@@ -29,17 +29,9 @@ async def ready_view(web, request):
 
 @app.timer(interval=5.0)
 async def measure_lag():
-    """Consumer lag per topic: the pipeline's (measured on its thread) and Faust's (cases)."""
+    """Consumer lag per topic of this worker's pipeline (measured on the engine's thread)."""
     engine = pipeline.engine()
     lag: dict[str, int] = dict(engine.lag_by_topic) if engine else {}
-    consumer = app.consumer
-    for tp in consumer.assignment():
-        high = consumer.highwater(tp)
-        if high is None:
-            continue
-        read = consumer._read_offset.get(tp)  # last offset handed to an agent, None before any
-        done = read + 1 if read is not None else (await consumer.position(tp) or 0)
-        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - done)
     metrics.CONSUMER_LAG.clear()  # topics this worker no longer owns after a rebalance drop out
     for topic, value in lag.items():
         metrics.CONSUMER_LAG.labels(topic).set(value)
