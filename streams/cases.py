@@ -75,18 +75,26 @@ def open_case(msg, out: Output) -> None:
 
 def apply_command(msg, out: Output) -> None:
     """Stage: one analyst's command -> the case decided, its notifications and audit record
-    (written once the decided case is: ``Output.write``), and the waiting request answered."""
+    (written once the decided case is: ``Output.write``), and the waiting request answered
+    once all of them are delivered (``Output.when_delivered``, at the engine's next commit)."""
     command = codec.decode(msg.value(), expect="CaseCommand")
     outcome = decide_case(out, msg.partition(), msg.key(), command)
     with _pending_lock:
         waiter = _pending.pop(command["command_id"], None)
     if waiter is not None:
         loop, future = waiter
+        out.when_delivered(lambda: _answer_from_engine(loop, future, outcome))
+
+
+def _answer_from_engine(loop: asyncio.AbstractEventLoop, future: asyncio.Future, outcome) -> None:
+    try:
         loop.call_soon_threadsafe(_answer, future, outcome)
+    except RuntimeError:  # the event loop is closed: the worker is stopping, nobody waits
+        pass
 
 
 def _answer(future: asyncio.Future, outcome) -> None:
-    if not future.done():
+    if not future.done():  # else the request gave up waiting (503)
         future.set_result(outcome)
 
 

@@ -155,6 +155,7 @@ class Output:
         #: (not bounded here: back-pressure bounds them, and none may be dropped, see open_fusion)
         self._waiting: dict[tuple[str, int], list[tuple[bytes, bytes, list | None, dict]]] = {}
         self._current: tuple[bytes, dict] | None = None  # the record being applied at once (``take``)
+        self._on_delivered: list[Callable[[], None]] = []  # ``when_delivered``
 
     def _new_producer(self, config: dict):
         # delivery reports for failures only: no Python callback per delivered record
@@ -215,6 +216,7 @@ class Output:
         records that caused them are not committed, and are processed again."""
         self.unreleased.clear()
         self.awaiting.clear()
+        self._on_delivered.clear()
 
     def state_delivered(self) -> bool:
         """Whether every changelog record written so far is delivered, without waiting; raises
@@ -394,10 +396,24 @@ class Output:
 
     def flush(self, timeout: float = 60.0) -> None:
         """Produce what is held, and wait until every record written so far (changelogs and
-        outputs) is delivered; raise if any was not."""
+        outputs) is delivered; raise if any was not. Then call the ``when_delivered``
+        callbacks."""
         self.flush_state(timeout)
         self.release()
         self._raise_if_undelivered(self._producer.flush(timeout))
+        if self._on_delivered:
+            callbacks, self._on_delivered = self._on_delivered, []
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # a callback never stops the engine
+                    log.exception("a callback after delivery failed")
+
+    def when_delivered(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the engine's thread once every record written so far, state
+        and outputs, is delivered: after the next ``flush`` (the engine's next commit, within
+        its commit interval). Never if that flush fails, or the held records are dropped."""
+        self._on_delivered.append(callback)
 
     def _raise_if_undelivered(self, left: int) -> None:
         if left or self.errors:

@@ -81,11 +81,20 @@ def test_rules_select_exactly_and_people_decide(pipeline_factory, scenario, tmp_
     citizen = issue_token(secret, scenario.registers.people[0].person_id, "citizen", 600)
     assert second.get("/api/v1/cases", headers={"Authorization": f"Bearer {citizen}"})[0] == 403
 
+    # A third worker takes half the partitions: their cases are restored from tkonto.cases,
+    # and either worker answers for any case (the one that does not hold it forwards).
+    third = pipe.start_worker()
+
+    def answered_everywhere(case_id: str) -> bool:
+        return all(analyst_get(w, f"/api/v1/cases/{case_id}", secret) == (200, cases[case_id]) for w in (second, third))
+    assert wait_until(lambda: all(answered_everywhere(case_id) for case_id in cases), 60, interval=0.5)
+
     # NOTIFY_PAYER: each payer gets only its own payments, checked on the bytes.
     multi = next(c for c in cases.values() if c["rule_id"] == "MULTI_MUNICIPALITY_AID")
     status, decided = analyst_post(second, f"/api/v1/cases/{multi['case_id']}/decision", secret,
                                    {"outcome": "NOTIFY_PAYER", "reason": "two municipalities, same month"})
     assert status == 200 and decided["status"] == "NOTIFY_PAYER" and decided["decided_by"] == "analyst-anna"
+    assert analyst_get(third, f"/api/v1/cases/{multi['case_id']}", secret) == (200, decided)
     assert analyst_post(second, f"/api/v1/cases/{multi['case_id']}/decision", secret,
                         {"outcome": "CLOSED_NO_ACTION", "reason": "again"})[0] == 409
     involved = sorted(multi["payer_ids"])

@@ -33,9 +33,19 @@ class Recorder:
 
     def __init__(self):
         self.sent: list[tuple[str, bytes, bytes]] = []
+        self.callbacks: list = []
 
     def write(self, topic, key, value, partition=None, headers=None):
         self.sent.append((topic, key, value))
+
+    def when_delivered(self, callback):
+        self.callbacks.append(callback)
+
+    def flush(self):
+        """What the engine's commit does once everything written is delivered."""
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback()
 
 
 @pytest.fixture
@@ -130,9 +140,13 @@ def test_the_waiting_request_is_answered_on_its_event_loop(worker):
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         cases._pending["cmd-1"] = (loop, waiter)
-        # the engine's thread applies the command
+        # the engine's thread applies the command; the request is answered only once what
+        # the decision wrote is delivered (the engine's commit)
         await loop.run_in_executor(None, cases.apply_command,
                                    Fed((cases.commands_topic, 0, key, encoded, None)), out)
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await loop.run_in_executor(None, out.flush)
         return await asyncio.wait_for(waiter, 5)
 
     answered = asyncio.run(request())

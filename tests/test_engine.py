@@ -655,6 +655,24 @@ def test_feed_hands_over_what_this_worker_will_read_and_take_returns_it_once(out
 
 
 @pytest.mark.broker
+def test_when_delivered_runs_after_the_records_before_it_are_delivered_once(kafka, output):
+    calls = []
+    output.write(output.topic, b"k", b"decided", 0)
+    output.when_delivered(lambda: calls.append(sum(end_offsets(kafka.bootstrap, output.topic).values())))
+    output.poll()
+    assert calls == []  # held, not yet produced
+    output.flush(10)
+    assert calls == [1]  # the record was in the topic when the callback ran
+    output.flush(10)
+    assert calls == [1]  # once
+    output.write(output.topic, b"k", b"dropped", 0)
+    output.when_delivered(lambda: calls.append("after a drop"))
+    output.drop_held()  # the engine failed or lost its partitions: the record is processed again
+    output.flush(10)
+    assert calls == [1] and sum(end_offsets(kafka.bootstrap, output.topic).values()) == 1
+
+
+@pytest.mark.broker
 def test_feed_writes_each_record_to_the_partitioners_partition(kafka, output):
     keys = [b"payee-%d" % i for i in range(40)]
     for i, key in enumerate(keys):
