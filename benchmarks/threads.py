@@ -5,9 +5,9 @@
 Starts a fresh embedded broker and one worker (the bench's deployment), waits until it is
 ready, publishes the backlog and waits until the group's lag is 0. Then prints the worker's
 CPU seconds per 1,000 events for each kernel thread name (``streams/threads.py`` names the
-worker's own threads; ``main`` is the asyncio loop: Faust's agents, tables and web views;
-``rdk:...`` are librdkafka's; ``python`` are the threads of Faust and asyncio, e.g. Faust's
-consumer thread), and the ledger check. The worker is not capped: the
+worker's own threads; ``main`` is the asyncio loop: the web views and the timers;
+``rdk:...`` are librdkafka's; ``python`` are the threads of Faust and asyncio, e.g. the
+executor's), and the ledger check. The worker is not capped: the
 publisher, the broker and the worker share the machine, so events/s here is not row 3's.
 """
 from __future__ import annotations
