@@ -142,22 +142,21 @@ class Row:
     note: str = ""
     ready_spread_s: float | None = None  # saturated pipeline rows: the first worker ready to the last
     cpu_per_1k_by_thread: dict = field(default_factory=dict)  # saturated pipeline rows: thread name -> CPU s / 1k
-    #: saturated pipeline rows: events/s while the middle of the backlog was registered (``steady_rate``)
+    #: saturated pipeline rows: events/s while the middle of the backlog was read (``steady_rate``)
     steady_events_per_s: float | None = None
 
 
-#: the part of a saturated row's backlog whose registration gives its steady rate
+#: the part of a saturated row's backlog whose reading gives its steady rate
 STEADY_FROM, STEADY_TO = 0.1, 0.9
 
 
-def steady_rate(samples: list[tuple[float, float]], total: float, events: int,
+def steady_rate(samples: list[tuple[float, float]], total: float,
                 low: float = STEADY_FROM, high: float = STEADY_TO) -> float | None:
-    """Events per second while the registrations went from ``low`` to ``high`` of ``total``
-    (the ledger entries the backlog makes), from (time, registered so far) samples, with the
-    crossing times interpolated between samples: the rate without the drain's start (the
-    first fetches, cold caches) and tail (the last commit, the drain check). ``events``: the
-    backlog's events, of which the registrations are a fixed share. None without a sample on
-    both sides of each crossing."""
+    """Events per second while the workers read from ``low`` to ``high`` of the ``total``
+    events of a backlog, from (time, events read so far) samples, the crossing times
+    interpolated between samples: the rate without the drain's start (the first fetches,
+    cold caches) and tail (the last records, the last commit, the drain check). None
+    without a sample on both sides of each crossing."""
     def crossing(level: float) -> float | None:
         for (t0, n0), (t1, n1) in zip(samples, samples[1:]):
             if n0 < level <= n1:
@@ -166,7 +165,7 @@ def steady_rate(samples: list[tuple[float, float]], total: float, events: int,
     start, end = crossing(low * total), crossing(high * total)
     if start is None or end is None or end <= start:
         return None
-    return (high - low) * events / (end - start)
+    return (high - low) * total / (end - start)
 
 
 VISIBILITY = "tkonto_citizen_visibility_latency_seconds"
@@ -437,11 +436,11 @@ class Deployment:
         costs the measured system little."""
         deadline = time.monotonic() + timeout
         last_lag = None
-        self.registered_samples = []
+        self.read_samples = []
         while time.monotonic() < deadline:
             counts = self.metrics(["tkonto_events_in_total", "tkonto_events_registered_total"])
             n_in, n_reg = counts["tkonto_events_in_total"], counts["tkonto_events_registered_total"]
-            self.registered_samples.append((time.monotonic(), n_reg))
+            self.read_samples.append((time.monotonic(), n_in))
             if expect_in is None or (n_in >= expect_in and n_reg >= expect_registered):
                 last_lag = self.lag()
                 if last_lag == 0:
@@ -505,7 +504,6 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
         read_before = int(dep.metric("tkonto_events_in_total"))
         c0, b0, th0 = dep.worker_cpu(), dep.broker_cpu(), dep.worker_threads_cpu()
         h0 = dep.histogram(VISIBILITY)
-        registered_before = dep.metric("tkonto_events_registered_total")
         progress(f"{label} ready ({all_ready - first:.1f} s from the first to the last, {read_before} events read "
                  f"by the start); draining {len(saturated)} events", force=True)
         t1 = dep.wait_drained(len(saturated), progress, 300 if quick else 3600, len(expect_a[0]))
@@ -523,8 +521,7 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
                   round((b1 - b0) / in_window * 1000, 3), 0.0,
                   note=note + "; offsets committed every 0.5 s", ready_spread_s=round(all_ready - first, 2))
         sat.visibility_ms = visibility_summary(h0, h1)
-        samples = [(t, n - registered_before) for t, n in dep.registered_samples]
-        steady = steady_rate(samples, len(expect_a[0]) - registered_before, in_window)
+        steady = steady_rate([(t, n - read_before) for t, n in dep.read_samples], in_window)
         sat.steady_events_per_s = round(steady, 1) if steady is not None else None
         by_thread = {name: (th1[name] - th0.get(name, 0.0)) / in_window * 1000 for name in th1}
         sat.cpu_per_1k_by_thread = {name: round(v, 4) for name, v in sorted(by_thread.items(), key=lambda kv: -kv[1])
@@ -687,7 +684,7 @@ def markdown(report: dict) -> str:
               + ", ".join(f"{name} {v}" for name, v in r["cpu_per_1k_by_thread"].items()) + "."
               for r in report["rows"] if r.get("cpu_per_1k_by_thread")] + [""]
     lines += [f"{r['name'][:2]} saturated, steady rate (from {STEADY_FROM:.0%} to {STEADY_TO:.0%} of the backlog "
-              f"registered, without the drain's start and tail): {r['steady_events_per_s']:.0f} events/s."
+              f"read, without the drain's start and tail): {r['steady_events_per_s']:.0f} events/s."
               for r in report["rows"] if r.get("steady_events_per_s")] + [""]
     lines += ["Latency kinds:"] + sorted({f"* {r['name'][:2]} {r['mode']}: {r['latency_kind']}"
                                           for r in report["rows"] if r["latency_kind"]})
