@@ -28,6 +28,7 @@ import logging
 import threading
 import uuid
 
+from confluent_kafka import Consumer, TopicPartition
 from faust.web import View
 
 from . import metrics
@@ -36,7 +37,7 @@ from .auth import AuthConfigError, AuthError, verify
 from .engine import Output, Stage, partition_of
 from .identity import mask
 from .ingest import failed
-from .observe import read_topic
+from .observe import partitions_of, read_topic
 from .owners import owners
 from .review import (DecisionResult, ReviewError, decide, decision_outputs, export_json, export_person,
                      is_redelivered, open_or_update_case)
@@ -135,6 +136,46 @@ open_cases_stage = Stage("open-cases", [signals_topic], open_case, failed("cases
 commands_stage = Stage("case-commands", [commands_topic], apply_command, failed("cases"))
 stages = [open_cases_stage, commands_stage]
 stores = [cases_store]
+
+
+def adopt_offsets(bootstrap: str, old_group: str, new_group: str, topics: list[str]) -> int:
+    """Upgrading from a version whose review cases were Faust agents (their group: the app
+    id): where ``new_group`` (the engine's) has no committed offset on a partition of
+    ``topics`` and ``old_group`` has one, the engine's group starts there, so that the
+    commands applied before are not applied again, which would re-send their notifications
+    (the same ids) to the payers. Run before the engine joins its group; the old workers
+    must be stopped. Returns how many partitions were adopted."""
+    new = Consumer({"bootstrap.servers": bootstrap, "group.id": new_group, "enable.auto.commit": False})
+    old = Consumer({"bootstrap.servers": bootstrap, "group.id": old_group, "enable.auto.commit": False})
+    try:
+        tps = partitions_of(new, topics)
+        if not tps:
+            return 0
+        theirs = {(tp.topic, tp.partition): tp.offset for tp in old.committed(tps, timeout=10)}
+        adopt = [TopicPartition(tp.topic, tp.partition, theirs[(tp.topic, tp.partition)])
+                 for tp in new.committed(tps, timeout=10)
+                 if tp.offset < 0 and theirs.get((tp.topic, tp.partition), -1) >= 0]
+        if adopt:
+            new.commit(offsets=adopt, asynchronous=False)
+        return len(adopt)
+    finally:
+        new.close()
+        old.close()
+
+
+def adopt_faust_offsets() -> None:
+    """``adopt_offsets`` for this worker's review topics, from Faust's group to the engine's;
+    a failure is logged (the engine then reads them from the beginning: idempotent, but an
+    applied command re-sends its decision's records)."""
+    try:
+        adopted = adopt_offsets(settings.bootstrap_servers, settings.app_id, settings.pipeline_group,
+                                [signals_topic, commands_topic])
+    except Exception as exc:
+        log.warning("could not take over the review topics' offsets from Faust's group %s: %s", settings.app_id, exc)
+        return
+    if adopted:
+        log.info("review cases: the engine's group starts where Faust's group %s left off on %d partitions (upgrade)",
+                 settings.app_id, adopted)
 
 
 def local_case(case_id: str) -> dict | None:

@@ -70,8 +70,9 @@ class EngineService(mode.Service):
         global service
         service = self
         specs = catalogue.all(payers)
-        await asyncio.get_running_loop().run_in_executor(
-            None, ensure_topics, settings.bootstrap_servers, specs, settings)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, ensure_topics, settings.bootstrap_servers, specs, settings)
+        await loop.run_in_executor(None, cases.adopt_faust_offsets)  # before the engine joins its group
         owners.start()
         if codec.native:
             log.info("Avro codec: the C writer and reader (streams/avro_native.py)")

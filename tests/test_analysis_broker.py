@@ -139,3 +139,48 @@ def test_rules_select_exactly_and_people_decide(pipeline_factory, scenario, tmp_
     [export_audit] = [a for a in audit if a["action"] == "IN_DEPTH_REVIEW_EXPORT"]
     assert (export_audit["analyst"], export_audit["person_id"], export_audit["reason"]) == ("analyst-anna", person, "follow-up")
     assert export_audit["items_exported"] > 0
+
+
+def test_the_engine_group_takes_over_where_fausts_group_left_off(broker):
+    """An upgrade from the review cases as Faust agents: the engine's group starts on each
+    review partition where Faust's group committed, not from the beginning (which would
+    re-send the notifications of every decision already made), and never moves a partition
+    it has committed itself."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from streams.cases import adopt_offsets
+    from tests.broker_topics import create_topics
+
+    signals, commands = "upgrade.signals", "upgrade.case-commands"
+    create_topics(broker.bootstrap, (signals, 2, False), (commands, 2, False))
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for topic in (signals, commands):
+        for partition in (0, 1):
+            for i in range(5):
+                producer.produce(topic, b"v%d" % i, b"case-%d" % i, partition=partition)
+    producer.flush(10)
+
+    def commit(group: str, offsets: dict[tuple[str, int], int]) -> None:
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        c.close()
+
+    def committed(group: str) -> dict[tuple[str, int], int]:
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+        tps = [TopicPartition(t, p) for t in (signals, commands) for p in (0, 1)]
+        found = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=10)}
+        c.close()
+        return found
+
+    # Faust's group read 3 and 5 of the signals and 2 of commands' partition 0; commands'
+    # partition 1 was never committed. The engine's group has already committed signals' 1.
+    commit("upgrade-faust", {(signals, 0): 3, (signals, 1): 5, (commands, 0): 2})
+    commit("upgrade-engine", {(signals, 1): 4})
+    assert adopt_offsets(broker.bootstrap, "upgrade-faust", "upgrade-engine", [signals, commands]) == 2
+    after = committed("upgrade-engine")
+    assert after[(signals, 0)] == 3 and after[(commands, 0)] == 2  # taken over
+    assert after[(signals, 1)] == 4  # its own commit stays
+    assert after[(commands, 1)] < 0  # neither group committed: from the beginning
+    assert adopt_offsets(broker.bootstrap, "upgrade-faust", "upgrade-engine", [signals, commands]) == 0
+    assert adopt_offsets(broker.bootstrap, "no-such-group", "upgrade-new", [signals, commands]) == 0
+    assert adopt_offsets(broker.bootstrap, "upgrade-faust", "upgrade-new", ["upgrade.none"]) == 0
