@@ -72,12 +72,9 @@ class Producer(aiokafka_driver.Producer):
         self._poller.start()
 
     def _poll_loop(self) -> None:
-        # Returns as soon as a delivery report is there; the timeout only bounds an idle wait
-        # (and how long a stop takes). Each return takes the GIL from the engine thread: 0.05
-        # did so 20 times a second on an idle producer
         name_os_thread()
         while not self._stopping.is_set():
-            self._rd.poll(1.0)
+            self._rd.poll(0.05)
 
     async def on_stop(self) -> None:
         if self._rd is not None:

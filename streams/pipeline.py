@@ -101,7 +101,7 @@ class EngineService(mode.Service):
         # The registers and caches are millions of long-lived objects: keep the start-up ones
         # out of the cyclic collector, and collect less often (the hot path allocates fast).
         gc.freeze()
-        gc.set_threshold(200_000, 100, 100)
+        gc.set_threshold(50_000, 50, 100)
         try:
             self.engine.run()
         except BaseException as exc:  # e.g. output not deliverable: never commit past it
