@@ -41,7 +41,7 @@ from .observe import partitions_of, read_topic
 from .owners import owners
 from .review import (DecisionResult, ReviewError, decide, decision_outputs, export_json, export_person,
                      is_redelivered, open_or_update_case)
-from .web import for_key, ident, json_error
+from .web import for_key, json_error
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +181,13 @@ def adopt_faust_offsets() -> None:
 def local_case(case_id: str) -> dict | None:
     """The case if this worker holds its partition (None: no such case here)."""
     key = case_id.encode()
-    part = cases_store.partitions.get(partition_of(key, settings.partitions))
-    return part.peek(key) if part is not None else None
+    return cases_store.peek(partition_of(key, settings.partitions), key)
 
 
 def case_owner(case_id: str) -> tuple[str, int] | None:
     """The worker holding the case's partition: the owner of that partition of the citizen
     topic, co-partitioned with the signals and case-commands topics (module docstring)."""
-    owner = owners.owner(catalogue.citizen.name, case_id.encode())
-    return ident(owner) if owner else None
+    return owners.address(catalogue.citizen.name, case_id.encode())
 
 
 # -- HTTP, analysts only ------------------------------------------------------------------------

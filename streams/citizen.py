@@ -22,7 +22,7 @@ from .ingest import failed
 from .owners import owners, partition_of
 from .reference import current_payer
 from .state import Entries
-from .web import for_key, ident, json_error, status_of
+from .web import for_key, json_error, status_of
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ stores = [views]
 
 def local_view(key: bytes) -> dict | None:
     """The view of ``key`` if this worker holds its partition (None: no payments yet)."""
-    part = views.partitions.get(partition_of(key, settings.partitions))
-    return part.peek(key) if part is not None else None
+    return views.peek(partition_of(key, settings.partitions), key)
 
 
 async def _for_person(web, request, person: str, endpoint: str, respond):
@@ -88,8 +87,7 @@ async def _for_person(web, request, person: str, endpoint: str, respond):
     async def local():
         metrics.API_REQUESTS.labels(endpoint, "200").inc()
         return respond(local_view(key))
-    owner = owners.owner(citizen_topic, key)
-    return await for_key(web, request, ident(owner) if owner else None, local)
+    return await for_key(web, request, owners.address(citizen_topic, key), local)
 
 
 @app.page(API_PATH)

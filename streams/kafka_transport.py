@@ -64,7 +64,7 @@ class Producer(aiokafka_driver.Producer):
         }
 
     async def on_start(self) -> None:
-        await super().on_start()  # the aiokafka client stays for metadata and key_partition
+        await super().on_start()  # Faust's aiokafka driver starts its client; records go through librdkafka
         self._rd = confluent_kafka.Producer(self._rd_config())
         self._direct_errors = []
         self._stopping = threading.Event()

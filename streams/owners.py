@@ -17,6 +17,7 @@ from .app import catalogue, codec, settings
 from .engine import partition_of
 from .reference import follow
 from .threads import name_os_thread
+from .web import ident
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,11 @@ class Owners:
             return
         self.claims = {**self.claims, claim["worker_url"]: claim}
 
-    def owner(self, topic: str, key: bytes) -> str | None:
-        return owner_of(self.claims, topic, partition_of(key, settings.partitions))
+    def address(self, topic: str, key: bytes) -> tuple[str, int] | None:
+        """(host, port) of the worker with the newest claim on ``key``'s partition of
+        ``topic`` (``web.for_key``), or None while none is known."""
+        url = owner_of(self.claims, topic, partition_of(key, settings.partitions))
+        return ident(url) if url else None
 
 
 owners = Owners()

@@ -316,6 +316,12 @@ class Store:
     def get(self, partition: int, key: bytes) -> Any:
         return self.partitions[partition].get(key)
 
+    def peek(self, partition: int, key: bytes) -> Any:
+        """Read from another thread (the web server): nothing is changed; None if this
+        worker does not hold ``partition`` (or the key)."""
+        part = self.partitions.get(partition)
+        return part.peek(key) if part is not None else None
+
     def put(self, partition: int, key: bytes, value: Any, entry: str | None = None) -> None:
         """Keep ``value``; it is written to the changelog at the next ``flush``. With
         ``Entries``: ``entry`` is the key of the one entry that changed (None: any may have)."""

@@ -18,11 +18,11 @@ async def metrics_view(web, request):
 @app.page("/ready")
 async def ready_view(web, request):
     """200 once the reference registers are read, this worker's pipeline has partitions
-    assigned (state restored) and neither the pipeline nor Faust is rebalancing."""
+    assigned (state restored) and it is not rebalancing."""
     engine = pipeline.engine()
     assigned = engine.partitions() if engine else 0
     loaded = reference.registers.caught_up.is_set()
-    ok = assigned > 0 and not engine.rebalancing and not app.rebalancing and loaded
+    ok = assigned > 0 and not engine.rebalancing and loaded
     return web.json({"ready": ok, "assigned_partitions": assigned, "registers_loaded": loaded},
                     status=200 if ok else 503)
 

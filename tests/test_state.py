@@ -200,6 +200,19 @@ def test_store_len_counts_values_after_flush(backend, tmp_path):
     assert store.size() == 5
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_store_peek_reads_a_held_partition_and_answers_none_for_one_not_held(backend, tmp_path):
+    store = make_store(backend, tmp_path)
+    store.partitions = {1: store._new_partition(1)}
+    key = PAYEES[0].encode()
+    store.put(1, key, account(PAYEES[0], 3))
+    assert store.peek(1, key) == account(PAYEES[0], 3)
+    assert store.peek(1, PAYEES[1].encode()) is None  # held, no such key
+    assert store.peek(0, key) is None  # another worker's partition: no KeyError
+    with pytest.raises(KeyError):
+        store.get(0, key)  # the engine's own reads expect their partitions
+
+
 # -- the flush ---------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_flush_writes_each_changed_key_once_with_its_latest_value(backend, tmp_path):
