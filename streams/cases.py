@@ -239,7 +239,7 @@ async def show_case(web, request, case_id):
             return _error(web, ReviewError(404, f"no case {case_id}"), "case")
         metrics.API_REQUESTS.labels("case", "200").inc()
         return _json(web, case)
-    return await for_key(web, request, case_owner(case_id), local)
+    return await for_key(web, request, case_owner(case_id), local, "case")
 
 
 @app.page("/api/v1/cases/{case_id}/decision")
@@ -281,7 +281,7 @@ class CaseDecision(View):
             metrics.API_REQUESTS.labels("decision", "200").inc()
             log.info("case %s decided %s by %s", case_id, outcome["status"], mask(analyst))
             return _json(web, outcome)
-        return await for_key(web, request, case_owner(case_id), local)
+        return await for_key(web, request, case_owner(case_id), local, "decision")
 
 
 def person_records(person_id: str) -> tuple[list[dict], list[dict]]:

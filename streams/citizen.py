@@ -79,15 +79,15 @@ def local_view(key: bytes) -> dict | None:
     return views.peek(partition_of(key, settings.partitions), key)
 
 
-async def _for_person(web, request, person: str, endpoint: str, respond):
+async def _for_person(web, request, person: str, endpoint: str, respond, unreachable=None):
     """Answer on the worker that owns the person's partition (forwarded there if need be);
-    the request is counted where it is answered, once."""
+    the request is counted where it is answered, once (``web.for_key``: ``unreachable``)."""
     key = person.encode()
 
     async def local():
         metrics.API_REQUESTS.labels(endpoint, "200").inc()
         return respond(local_view(key))
-    return await for_key(web, request, owners.address(citizen_topic, key), local)
+    return await for_key(web, request, owners.address(citizen_topic, key), local, endpoint, unreachable)
 
 
 @app.page(API_PATH)
@@ -134,12 +134,18 @@ async def my_payments_page(web, request):
         today = dt.datetime.now(dt.timezone.utc).date()
         payments_response(None, today, **args)
     except (AuthError, ViewError, AuthConfigError) as exc:
-        status = status_of(exc)
-        metrics.API_REQUESTS.labels("page", str(status)).inc()
-        return web.html(render_error_page(status, str(exc)), status=status)
+        return _page_error(web, exc)
     return await _for_person(
         web, request, principal.subject, "page",
-        lambda view: web.html(render_page(payments_response(view, today, **args), person_label(principal.subject))))
+        lambda view: web.html(render_page(payments_response(view, today, **args), person_label(principal.subject))),
+        lambda exc: _page_error(web, exc))
+
+
+def _page_error(web, exc: Exception):
+    """The page's answer to a request error: an HTML page with its status, counted."""
+    status = status_of(exc)
+    metrics.API_REQUESTS.labels("page", str(status)).inc()
+    return web.html(render_error_page(status, str(exc)), status=status)
 
 
 def _page_url(query: dict) -> str:

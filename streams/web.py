@@ -9,13 +9,17 @@ request carries a header so it is never forwarded twice.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Awaitable, Callable
 
+import aiohttp
 from yarl import URL
 
 from . import metrics
 from .app import app
 from .auth import AuthConfigError
+
+log = logging.getLogger(__name__)
 
 ROUTED = "X-Tkonto-Routed"
 FORWARD_REQUEST = ("Authorization", "Cookie", "Content-Type", "Accept")
@@ -29,18 +33,33 @@ def ident(url) -> tuple[str, int]:
     return (url.host or "", int(url.port or 80))
 
 
-async def for_key(web, request, owner: tuple[str, int] | None, local: Callable[[], Awaitable]):
+class OwnerUnreachable(Exception):
+    """The worker that holds a key does not answer (killed, or gone in a rebalance whose new
+    owners have not announced yet): 503, try again."""
+
+    status = 503
+
+
+async def for_key(web, request, owner: tuple[str, int] | None, local: Callable[[], Awaitable], endpoint: str,
+                  unreachable: Callable[[Exception], object] | None = None):
     """Answer here when this worker owns the key (or no owner is known: rebalancing),
-    else forward the request to the owner."""
+    else forward the request to the owner. An owner that cannot be reached is answered
+    with ``unreachable(error)``, by default a JSON 503 counted under ``endpoint``."""
     if request.headers.get(ROUTED) or owner is None or owner == ident(app.conf.canonical_url):
         return await local()
     headers = {h: request.headers[h] for h in FORWARD_REQUEST if h in request.headers}
     headers[ROUTED] = "1"
     url = request.url.with_host(owner[0]).with_port(owner[1])
-    async with app.http_client.request(method=request.method, url=url, headers=headers,
-                                       data=await request.read(), allow_redirects=False) as response:
-        return web.bytes(await response.read(), content_type=response.content_type, status=response.status,
-                         headers={h: response.headers[h] for h in FORWARD_RESPONSE if h in response.headers})
+    try:
+        async with app.http_client.request(method=request.method, url=url, headers=headers,
+                                           data=await request.read(), allow_redirects=False) as response:
+            return web.bytes(await response.read(), content_type=response.content_type, status=response.status,
+                             headers={h: response.headers[h] for h in FORWARD_RESPONSE if h in response.headers})
+    except aiohttp.ClientConnectionError as exc:
+        log.warning("the owner %s:%d of a %s request did not answer: %s", owner[0], owner[1], endpoint, exc)
+        error = OwnerUnreachable(f"the worker that holds this data ({owner[0]}:{owner[1]}) does not answer: its "
+                                 "partitions are being reassigned; try again in a few seconds")
+        return unreachable(error) if unreachable is not None else json_error(web, endpoint, error)
 
 
 def status_of(exc: Exception) -> int:
