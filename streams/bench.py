@@ -169,6 +169,7 @@ def steady_rate(samples: list[tuple[float, float]], total: float,
 
 
 VISIBILITY = "tkonto_citizen_visibility_latency_seconds"
+LAST_COMMIT = "tkonto_pipeline_last_commit_timestamp_seconds"
 
 
 def visibility_summary(before: dict[float, float], after: dict[float, float]) -> dict:
@@ -334,6 +335,8 @@ class Deployment:
         self.clients = {pid: PayerClient(pid, self.broker.bootstrap, self.settings, **{"linger.ms": PUBLISH_LINGER_MS})
                         for pid in self.payer_ids}
         self.workers: list[WorkerProcess] = []
+        self.read_samples: list[tuple[float, float]] = []  # (monotonic time, events read) by wait_drained
+        self.drain_clock = ""  # what the last wait_drained's time is (drained_at)
 
     @property
     def bootstrap(self) -> str:
@@ -428,13 +431,15 @@ class Deployment:
 
     def wait_drained(self, expect_in: int | None, progress: Progress, timeout: float,
                      expect_registered: int = 0) -> float:
-        """Poll until the group's lag is 0; returns the time it was first seen 0.
+        """Poll until the group's lag is 0; returns when the work was done (monotonic time):
+        the live workers' last offset commit (``drained_at``), which the lag check confirms.
 
         ``expect_in`` / ``expect_registered``: what the live workers' ingest and registration
         counters sum to when everything was processed; the lag query (a consumer, ~50
         watermark requests to the broker) is made only after both are reached, so polling
         costs the measured system little."""
-        deadline = time.monotonic() + timeout
+        entered = time.monotonic()
+        deadline = entered + timeout
         last_lag = None
         self.read_samples = []
         while time.monotonic() < deadline:
@@ -444,11 +449,30 @@ class Deployment:
             if expect_in is None or (n_in >= expect_in and n_reg >= expect_registered):
                 last_lag = self.lag()
                 if last_lag == 0:
-                    return time.monotonic()
+                    return self.drained_at(entered)
             progress(f"read {int(n_in)} / registered {int(n_reg)}"
                      + (f", lag {last_lag}" if last_lag is not None else ""))
             time.sleep(0.25)  # /metrics costs the worker a few ms per scrape: do not poll harder
         raise RuntimeError(f"{self.name}: not drained within {timeout:.0f}s (lag {last_lag}); logs in {self.workdir}")
+
+    def drained_at(self, not_before: float) -> float:
+        """Once the lag is 0: the monotonic time of the live workers' last offset commit
+        (``tkonto_pipeline_last_commit_timestamp_seconds``), i.e. when the last record was
+        done, not when a poll of the lag noticed it (a lag query takes ~0.5-1 s, and a row's
+        drain ~10 s). ``not_before`` (the wait's start) when that is later, or when a worker
+        does not report the time (a revision before it: ``drain_clock`` says which)."""
+        now, wall = time.monotonic(), time.time()
+        committed = []
+        for w in self.live():
+            try:
+                committed.append(w.metric_sums([LAST_COMMIT])[LAST_COMMIT])
+            except RuntimeError:
+                committed.append(0.0)
+        if not committed or max(committed) <= 0.0:  # a revision from before the gauge
+            self.drain_clock = "lag poll"
+            return now
+        self.drain_clock = "last commit"
+        return min(now, max(not_before, now - (wall - max(committed))))
 
     def ledger(self) -> list[dict]:
         return decode_topic(self.bootstrap, self.catalogue.ledger.name, timeout=300)
@@ -519,7 +543,8 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
         sat = Row(f"{'3' if n_workers == 1 else '4'}. tkonto pipeline, {label}", "saturated", n, round(t1 - start, 2),
                   round(n / (t1 - start), 1), round((c1 - c0) / in_window * 1000, 3),
                   round((b1 - b0) / in_window * 1000, 3), 0.0,
-                  note=note + "; offsets committed every 0.5 s", ready_spread_s=round(all_ready - first, 2))
+                  note=note + f"; offsets committed every 0.5 s; drained = the {dep.drain_clock}",
+                  ready_spread_s=round(all_ready - first, 2))
         sat.visibility_ms = visibility_summary(h0, h1)
         steady = steady_rate([(t, n - read_before) for t, n in dep.read_samples], in_window)
         sat.steady_events_per_s = round(steady, 1) if steady is not None else None
@@ -540,7 +565,8 @@ def run_pipeline(name: str, n_workers: int, workdir: Path, sim: Simulation, satu
             offered_row = Row(f"{'3' if n_workers == 1 else '4'}. tkonto pipeline, {label}", f"offered {rate:.0f}/s",
                               m, round(t3 - t2, 2), round(m / (t3 - t2), 1), round((c3 - c2) / m * 1000, 3),
                               round((b3 - b2) / m * 1000, 3), 0.0,
-                              note="publish start -> group lag 0; rate = achieved, incl. the drain tail")
+                              note=f"publish start -> group lag 0 (drained = the {dep.drain_clock}); "
+                                   "rate = achieved, incl. the drain tail")
             offered_row.visibility_ms = visibility_summary(h1, h3)
             rows.append(offered_row)
         rss = max(peak_rss_mb(w.pid) for w in dep.live())

@@ -687,6 +687,7 @@ class Engine:
             self._done = {}
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
+                metrics.LAST_COMMIT.set(time.time())
             except confluent_kafka.KafkaException as exc:  # e.g. a rebalance in between: records are redone, idempotently
                 log.warning("offset commit failed (%s); the records will be processed again", exc)
         self.seconds["commit"] += time.perf_counter() - started

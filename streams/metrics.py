@@ -60,6 +60,10 @@ REGISTRATION_LATENCY = HotHistogram(
     LATENCY_BUCKETS)
 CONSUMER_LAG = Gauge(
     "tkonto_consumer_lag_messages", "Messages not yet processed by this worker, per topic.", ["topic"])
+LAST_COMMIT = Gauge(
+    "tkonto_pipeline_last_commit_timestamp_seconds",
+    "When this worker's pipeline last committed offsets of records it processed (Unix time, UTC): "
+    "stays put while it has nothing to do, and while it is stalled.")
 VERIFICATION_OUTCOMES = Counter(
     "tkonto_verification_outcomes_total", "Bank account verifications by result (Verification of Payee).", ["result"])
 ENRICHMENT_LOOKUP_MISSING = Counter(

@@ -6,12 +6,13 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from streams import cpu_budget
-from streams.bench import steady_rate
+from streams.bench import Deployment, steady_rate
 
 pytestmark = pytest.mark.broker
 
@@ -49,6 +50,7 @@ def test_quick_bench_writes_a_complete_table_and_the_fault_scenario_is_exact(tmp
             assert 0 < row["latency_ms"]["n"] <= row["events"], row
         if row["name"].startswith(("3.", "4.")):
             assert row["ledger_exact"] is True, row
+            assert "drained = the last commit" in row["note"], row  # the workers report when they were done
             if row["mode"] == "saturated":  # counted from the moment every worker is ready
                 assert 0 <= row["ready_spread_s"] < 300, row
                 # the workers' CPU by thread: named threads, and no more than the processes used
@@ -77,6 +79,37 @@ def test_the_steady_rate_is_taken_between_the_crossings_of_10_and_90_percent():
     assert steady_rate(samples, 1000) == pytest.approx(800 / (6.0 - 2.0))
     assert steady_rate(samples[:3], 1000) is None  # never reached 90 %
     assert steady_rate([(0.0, 0.0), (1.0, 1000.0)], 1000) == pytest.approx(1000.0)  # both between two samples
+
+
+class _Reporting:
+    """A worker as ``Deployment.drained_at`` sees it: its last-commit gauge (0: never set)."""
+
+    def __init__(self, committed: float | None):
+        self.committed = committed
+
+    def metric_sums(self, names):
+        if self.committed is None:
+            raise RuntimeError("did not serve /metrics")
+        return {name: self.committed for name in names}
+
+
+def _deployment(*committed):
+    dep = Deployment.__new__(Deployment)  # no broker: only the workers' gauges matter here
+    dep.workers, dep.drain_clock = [], ""
+    dep.live = lambda: [_Reporting(c) for c in committed]
+    return dep
+
+
+def test_drained_is_the_workers_last_commit_not_when_the_lag_poll_noticed_it():
+    now, wall = time.monotonic(), time.time()
+    dep = _deployment(wall - 3.0, wall - 1.5, None)  # the latest commit of the live workers counts
+    assert dep.drained_at(now - 10.0) == pytest.approx(now - 1.5, abs=0.5)
+    assert dep.drain_clock == "last commit"
+    assert dep.drained_at(now - 0.2) == pytest.approx(now - 0.2, abs=0.05)  # never before the wait began
+    old = _deployment(0.0, 0.0)  # a revision without the gauge: when the poll saw lag 0
+    before = time.monotonic()
+    assert before <= old.drained_at(now - 10.0) <= time.monotonic()
+    assert old.drain_clock == "lag poll"
 
 
 def test_memory_mode_samples_rss_and_the_ledger_is_exact(tmp_path):
