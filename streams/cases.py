@@ -184,6 +184,11 @@ def local_case(case_id: str) -> dict | None:
     return cases_store.peek(partition_of(key, settings.partitions), key)
 
 
+def holds_case(case_id: str) -> bool:
+    """Whether this worker holds the case's partition, restored (``web.for_key``)."""
+    return cases_store.serves(partition_of(case_id.encode(), settings.partitions))
+
+
 def case_owner(case_id: str) -> tuple[str, int] | None:
     """The worker holding the case's partition: the owner of that partition of the citizen
     topic, co-partitioned with the signals and case-commands topics (module docstring)."""
@@ -239,7 +244,7 @@ async def show_case(web, request, case_id):
             return _error(web, ReviewError(404, f"no case {case_id}"), "case")
         metrics.API_REQUESTS.labels("case", "200").inc()
         return _json(web, case)
-    return await for_key(web, request, case_owner(case_id), local, "case")
+    return await for_key(web, request, case_owner(case_id), local, "case", held=lambda: holds_case(case_id))
 
 
 @app.page("/api/v1/cases/{case_id}/decision")
@@ -281,7 +286,7 @@ class CaseDecision(View):
             metrics.API_REQUESTS.labels("decision", "200").inc()
             log.info("case %s decided %s by %s", case_id, outcome["status"], mask(analyst))
             return _json(web, outcome)
-        return await for_key(web, request, case_owner(case_id), local, "decision")
+        return await for_key(web, request, case_owner(case_id), local, "decision", held=lambda: holds_case(case_id))
 
 
 def person_records(person_id: str) -> tuple[list[dict], list[dict]]:

@@ -87,7 +87,8 @@ async def _for_person(web, request, person: str, endpoint: str, respond, unreach
     async def local():
         metrics.API_REQUESTS.labels(endpoint, "200").inc()
         return respond(local_view(key))
-    return await for_key(web, request, owners.address(citizen_topic, key), local, endpoint, unreachable)
+    return await for_key(web, request, owners.address(citizen_topic, key), local, endpoint, unreachable,
+                         held=lambda: views.serves(partition_of(key, settings.partitions)))
 
 
 @app.page(API_PATH)

@@ -290,6 +290,9 @@ class Store:
         self.entries = entries
         self.partitions: dict[int, MemoryPartition | RocksPartition] = {}
         self.restored_to: dict[int, int] = {}  # changelog offset each partition is restored up to
+        #: the partitions restored to their changelog's end (``serves``); replaced, never
+        #: changed in place: the web server's thread reads it
+        self.serving: frozenset[int] = frozenset()
 
     def _decode(self, raw: bytes | _Pieces) -> Any:
         if raw.__class__ is bytes:
@@ -315,6 +318,11 @@ class Store:
 
     def get(self, partition: int, key: bytes) -> Any:
         return self.partitions[partition].get(key)
+
+    def serves(self, partition: int) -> bool:
+        """Whether this worker holds ``partition`` restored, so that a key missing from it
+        is missing, not elsewhere or not read yet (the web server's thread asks)."""
+        return partition in self.serving
 
     def peek(self, partition: int, key: bytes) -> Any:
         """Read from another thread (the web server): nothing is changed; None if this
@@ -378,6 +386,7 @@ class Store:
     def keep_only(self, partitions: Iterable[int]) -> None:
         """Forget the partitions this worker no longer owns."""
         keep = set(partitions)
+        self.serving = self.serving & keep
         for p in [p for p in self.partitions if p not in keep]:  # flushed before a revoke
             self.partitions.pop(p).close()
             self.restored_to.pop(p, None)
@@ -435,6 +444,8 @@ def restore(stores: list[Store], assigned: dict[str, set[int]], bootstrap: str, 
                     del remaining[tp]
     finally:
         consumer.close()
+    for store, p in wanted.values():  # restored to the end: it answers for its keys now
+        store.serving = store.serving | {p}
     if applied:
         log.info("restored %d state records in %.1f s (%s)", applied, time.monotonic() - started,
                  ", ".join(f"{s.name}: {s.size()}" for s in stores))

@@ -35,17 +35,26 @@ def ident(url) -> tuple[str, int]:
 
 class OwnerUnreachable(Exception):
     """The worker that holds a key does not answer (killed, or gone in a rebalance whose new
-    owners have not announced yet): 503, try again."""
+    owners have not announced yet), or the request reached a worker that does not hold the
+    key's partition (restored) now: 503, try again."""
 
     status = 503
 
 
 async def for_key(web, request, owner: tuple[str, int] | None, local: Callable[[], Awaitable], endpoint: str,
-                  unreachable: Callable[[Exception], object] | None = None):
-    """Answer here when this worker owns the key (or no owner is known: rebalancing),
-    else forward the request to the owner. An owner that cannot be reached is answered
-    with ``unreachable(error)``, by default a JSON 503 counted under ``endpoint``."""
+                  unreachable: Callable[[Exception], object] | None = None,
+                  held: Callable[[], bool] | None = None):
+    """Answer here when this worker owns the key (or no owner is known: rebalancing, or the
+    request was forwarded here), else forward the request to the owner. ``held``: whether
+    this worker holds the key's partition, restored; answered here without it, a request
+    would get "nothing" (no payments, no such case) for data that is on another worker.
+    An owner that cannot be reached, or a partition not held here, is answered with
+    ``unreachable(error)``, by default a JSON 503 counted under ``endpoint``."""
     if request.headers.get(ROUTED) or owner is None or owner == ident(app.conf.canonical_url):
+        if held is not None and not held():
+            error = OwnerUnreachable("this worker does not hold that data now: its partitions are being "
+                                     "reassigned; try again in a few seconds")
+            return unreachable(error) if unreachable is not None else json_error(web, endpoint, error)
         return await local()
     headers = {h: request.headers[h] for h in FORWARD_REQUEST if h in request.headers}
     headers[ROUTED] = "1"

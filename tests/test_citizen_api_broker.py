@@ -71,6 +71,14 @@ def test_a_person_sees_exactly_their_payments_from_either_worker(pipeline_factor
         assert [i["payment_id"] for i in body["cancelled"]] == ["c1"]
         assert body["totals"]["paid_ore"] == 1000_00 + 700_00 and body["totals"]["upcoming_ore"] == 2000_00
         assert "u1" not in json.dumps(body) and "bank_account\"" not in json.dumps(body)
+    # A request taken as forwarded (a stale owner claim, or a rebalance) is answered only by
+    # the worker that holds the person's partition; the other says to retry, never "no payments".
+    token = issue_token(SECRET, me, "citizen", 600)
+    answers = sorted(worker.get("/api/v1/me/payments", headers={"Authorization": f"Bearer {token}",
+                                                                   "X-Tkonto-Routed": "1"}) for worker in (w1, w2))
+    assert [status for status, _ in answers] == [200, 503]
+    assert len(json.loads(answers[0][1])["history"]) == 3
+    assert "being reassigned" in json.loads(answers[1][1])["error"]
     # every other person: exactly their own two payments
     for i, person in enumerate(PEOPLE[1:], start=1):
         status, body = get((w1, w2)[i % 2], person)

@@ -334,8 +334,10 @@ def test_restore_applies_the_latest_value_per_key_then_only_the_tail(broker, bac
         (2, k2, encoded(account(PAYEES[3], 3))),
     ])
 
+    assert not store.serves(0)  # nothing restored yet: no answers for its keys
     assert restore([store], {"payments": {0, 1}, "other": {2}}, broker.bootstrap) == 6
     assert sorted(store.partitions) == [0, 1]
+    assert [store.serves(p) for p in (0, 1, 2)] == [True, True, False]
     assert store.restored_to == {0: 5, 1: 1}
     assert store.get(0, k1) == account(PAYEES[0], 2)
     assert store.get(0, k2) == account(PAYEES[1], 1)
@@ -365,6 +367,7 @@ def test_restore_applies_the_latest_value_per_key_then_only_the_tail(broker, bac
     # partition 1 moves away, partition 2 arrives: read from its start
     assert restore([store], {"payments": {0, 2}}, broker.bootstrap) == 3
     assert sorted(store.partitions) == [0, 2]
+    assert [store.serves(p) for p in (0, 1, 2)] == [True, False, True]
     assert store.restored_to == {0: 7, 2: 3}
     assert store.get(2, k4) == account(PAYEES[3], 3)
     assert store.get(2, k1) == account(PAYEES[0], 9)
@@ -380,6 +383,7 @@ def test_restore_of_a_store_with_nothing_assigned_drops_its_partitions(broker, t
     assert store.restored_to == {0: 1, 1: 0}
     assert restore([store], {"other": {0}}, broker.bootstrap) == 0
     assert store.partitions == {} and store.restored_to == {}
+    assert not store.serves(0) and not store.serves(1)
 
 
 @pytest.mark.broker

@@ -1,5 +1,6 @@
 """``web.for_key`` when the key's owner does not answer (killed, or gone in a rebalance whose
-new owners have not announced yet): a clear 503, never a crash trace and a 500."""
+new owners have not announced yet), or the request is to be answered by a worker that does
+not hold the key's partition: a clear 503, never a crash trace, a 500 or an empty answer."""
 from __future__ import annotations
 
 import asyncio
@@ -45,3 +46,28 @@ def test_an_owner_that_does_not_answer_gets_a_503_that_says_to_retry():
     error = json.loads(body)["error"]
     assert f"127.0.0.1:{port}" in error and "try again" in error
     assert asyncio.run(request(lambda exc: (exc.status, str(exc))))[0] == 503  # the caller's own answer
+
+
+def test_a_worker_that_does_not_hold_the_partition_answers_503_not_nothing():
+    """Owner unknown (rebalancing), or the request forwarded here by a stale claim: without
+    the partition restored here, the local answer would say "no payments" / "no case"."""
+    answered = []
+
+    async def local():
+        answered.append(True)
+        return 200, b"{}"
+
+    class Routed(Request):
+        headers = {"Authorization": "Bearer t", "X-Tkonto-Routed": "1"}
+
+    async def request(req, owner, held, unreachable=None):
+        return await for_key(Web(), req, owner, local, "me_payments", unreachable, held=held)
+
+    for req, owner in ((Request(), None), (Routed(), ("127.0.0.1", free_port()))):
+        status, body = asyncio.run(request(req, owner, lambda: False))
+        assert status == 503 and "being reassigned" in json.loads(body)["error"]
+        assert asyncio.run(request(req, owner, lambda: False, lambda exc: (exc.status, "page")))[0] == 503
+        assert answered == []
+        assert asyncio.run(request(req, owner, lambda: True)) == (200, b"{}")  # held: answered here
+        assert answered == [True]
+        answered.clear()
