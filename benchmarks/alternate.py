@@ -116,11 +116,18 @@ def run_once(path: Path, args) -> list[dict]:
     raise AlternateError(f"the run in {path} failed (exit {run.returncode}): {tail}")
 
 
+def drain_clock(row: dict) -> str:
+    """How a row's end was taken: "last commit" (the workers' gauge, since 1e20677) or "lag
+    poll" (a revision without it: its window runs on by up to ~1.5 s, docs/performance.md)."""
+    return "last commit" if "drained = the last commit" in row.get("note", "") else "lag poll"
+
+
 def summary(label: str, rows: list[dict]) -> str:
     by_mode = {row["mode"].split()[0]: row for row in rows}
     sat, off = by_mode.get("saturated", {}), by_mode.get("offered", {})
     lat = off.get("latency_ms", {})
-    return (f"{label:>12}  {sat.get('events_per_s', 0):8,.0f}/s  cpu/1k w {sat.get('cpu_per_1k_workers', 0):.3f}"
+    return (f"{label:>12}  {sat.get('events_per_s', 0):8,.0f}/s  steady {sat.get('steady_events_per_s') or 0:,.0f}/s"
+            f" (end: {drain_clock(sat)})  cpu/1k w {sat.get('cpu_per_1k_workers', 0):.3f}"
             f" b {sat.get('cpu_per_1k_broker', 0):.3f}  offered p50/p99/max {lat.get('p50', 0):.0f} / "
             f"{lat.get('p99', 0):.0f} / {lat.get('max', 0):.0f} ms  exact "
             f"{'yes' if all(r.get('ledger_exact') for r in rows) else 'NO'}")
@@ -162,9 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmeans over {args.rounds} round(s), {args.workers} worker(s), {args.events:,} events saturated, "
           f"{args.offered:,} offered at {args.rate:,.0f}/s:")
     for label, runs in results.items():
-        print(f"{label:>12}  {mean(runs, 'saturated', lambda r: r['events_per_s']):8,.0f}/s  cpu/1k w "
+        print(f"{label:>12}  {mean(runs, 'saturated', lambda r: r['events_per_s']):8,.0f}/s  steady "
+              f"{mean(runs, 'saturated', lambda r: r.get('steady_events_per_s') or 0):,.0f}/s  cpu/1k w "
               f"{mean(runs, 'saturated', lambda r: r['cpu_per_1k_workers']):.3f}  offered p99 "
               f"{mean(runs, 'offered', lambda r: r['latency_ms'].get('p99', 0)):.0f} ms")
+    clocks = {drain_clock(row) for runs in results.values() for rows in runs for row in rows
+              if row["mode"] == "saturated"}
+    if len(clocks) > 1:
+        print("note: the versions' rows end differently (the workers' last commit, or a lag poll up to ~1.5 s "
+              "later): compare their steady rates and CPU per event, not their events/s")
     exact = all(row.get("ledger_exact") for runs in results.values() for rows in runs for row in rows)
     return 0 if exact else 1
 
