@@ -179,6 +179,8 @@ def test_alternate_runs_two_versions_in_turn_each_from_its_own_checkout():
     runs = [line for line in result.stdout.splitlines() if line.startswith("round 1:")]
     assert [line.split()[2] for line in runs] == ["HEAD", "working"], result.stdout
     assert all(line.endswith("exact yes") for line in runs), result.stdout
+    assert all("(end: last commit)" in line for line in runs), result.stdout  # both report their last commit
+    assert "rows end differently" not in result.stdout
     assert "means over 1 round(s), 1 worker(s), 300 events saturated, 200 offered" in result.stdout
     after = subprocess.run(["git", "worktree", "list"], cwd=REPO_ROOT, capture_output=True, text=True).stdout
     assert after == before
