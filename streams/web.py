@@ -50,11 +50,13 @@ async def for_key(web, request, owner: tuple[str, int] | None, local: Callable[[
     would get "nothing" (no payments, no such case) for data that is on another worker.
     An owner that cannot be reached, or a partition not held here, is answered with
     ``unreachable(error)``, by default a JSON 503 counted under ``endpoint``."""
+    def retry_later(reason: str):
+        error = OwnerUnreachable(f"{reason}: its partitions are being reassigned; try again in a few seconds")
+        return unreachable(error) if unreachable is not None else json_error(web, endpoint, error)
+
     if request.headers.get(ROUTED) or owner is None or owner == ident(app.conf.canonical_url):
         if held is not None and not held():
-            error = OwnerUnreachable("this worker does not hold that data now: its partitions are being "
-                                     "reassigned; try again in a few seconds")
-            return unreachable(error) if unreachable is not None else json_error(web, endpoint, error)
+            return retry_later("this worker does not hold that data now")
         return await local()
     headers = {h: request.headers[h] for h in FORWARD_REQUEST if h in request.headers}
     headers[ROUTED] = "1"
@@ -66,9 +68,7 @@ async def for_key(web, request, owner: tuple[str, int] | None, local: Callable[[
                              headers={h: response.headers[h] for h in FORWARD_RESPONSE if h in response.headers})
     except aiohttp.ClientConnectionError as exc:
         log.warning("the owner %s:%d of a %s request did not answer: %s", owner[0], owner[1], endpoint, exc)
-        error = OwnerUnreachable(f"the worker that holds this data ({owner[0]}:{owner[1]}) does not answer: its "
-                                 "partitions are being reassigned; try again in a few seconds")
-        return unreachable(error) if unreachable is not None else json_error(web, endpoint, error)
+        return retry_later(f"the worker that holds this data ({owner[0]}:{owner[1]}) does not answer")
 
 
 def status_of(exc: Exception) -> int:
