@@ -353,7 +353,12 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict,
             st, indexed = _index(_State(st)), True
     else:
         st = {"kind": kind, "key": key, "next_seq": 1, "watermark": None, "payments": []}
-    day = min(_day_of(ev["event_time"]), _day_of(enriched["enriched_at"]))
+    happened, enriched_at = ev["event_time"], enriched["enriched_at"]
+    if happened.__class__ is _DATETIME and enriched_at.__class__ is _DATETIME \
+            and happened.tzinfo is _UTC and enriched_at.tzinfo is _UTC:  # as decoded: ``_day_of`` without two calls
+        day = min(happened, enriched_at).date()
+    else:
+        day = min(_day_of(happened), _day_of(enriched_at))
     moved = st["watermark"] is None or day > st["watermark"]
     if moved:
         st["watermark"] = day
@@ -371,7 +376,7 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict,
                 if ids[i] == payment_id and payments[i]["payer_id"] == payer_id:
                     index, tracked = i, payments[i]
                     break
-    kept = _last_day(ev) >= horizon
+    kept = max(ev["payout_date"], ev["period_end"]) >= horizon  # _last_day(ev), without the call
     event_type = ev["event_type"]
     payment, stored, counts = tracked, tracked is not None, False
     if event_type in WITHDRAWING:
