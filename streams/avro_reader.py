@@ -76,7 +76,7 @@ def date_of(days: int) -> dt.date:
 
 
 def timestamp_of(millis: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=millis * 1000)  # as fastavro reads it
+    return _EPOCH + dt.timedelta(0, 0, millis * 1000)  # as fastavro reads it (positional: no keyword to parse)
 
 
 _HELPERS = {"long_at": long_at, "size_at": size_at, "date_of": date_of, "timestamp_of": timestamp_of,
