@@ -119,6 +119,10 @@ class Codec:
         self._writers: dict[str, tuple[bytes, Any, Any]] = {}
         # fingerprint of a current version -> (C program or None, compiled reader or None)
         self._readers: dict[bytes, tuple[Any, Any]] = {}
+        # ``expect`` as callers pass it -> (the header of its current version, its C program),
+        # once one such record was read: ``decode``'s way for them, which checked 1.4 µs a
+        # record in Python before the C reader's 1.7 (a header sliced twice, looked up, named)
+        self._expected: dict[str, tuple[bytes, Any]] = {}
 
     def _add(self, schema: Any, current: bool) -> None:
         canonical = to_parsing_canonical_form(schema)
@@ -213,6 +217,12 @@ class Codec:
 
     def decode(self, data: bytes, expect: str | None = None) -> dict:
         """Decode one record; with ``expect``, insist that it is of that schema."""
+        expected = self._expected.get(expect)
+        if expected is not None and data.__class__ is bytes and data.startswith(expected[0]):
+            try:
+                return avro_native.read(expected[1], data, HEADER_LEN)
+            except avro_native.Refused:  # the way below decides
+                pass
         writer = self.writer_of(data)
         if expect is not None and writer.name != self._full(expect):
             raise CodecError("WRONG_SCHEMA", f"expected {self._full(expect)}, got {writer.name}")
@@ -222,6 +232,8 @@ class Codec:
                 program = avro_native.reader_program(writer.parsed) if self.native else None
                 readers = self._readers[writer.fingerprint] = (program, compile_reader(writer.parsed))
             program, compiled = readers
+            if program is not None and expect is not None:
+                self._expected[expect] = (MAGIC + writer.fingerprint, program)
             if program is not None:
                 try:
                     return avro_native.read(program, data, HEADER_LEN)

@@ -63,6 +63,29 @@ def test_unknown_fingerprint_and_garbage_are_rejected():
     assert exc.value.reason == "WRONG_SCHEMA"
 
 
+def test_decode_of_an_expected_schema_checks_as_much_after_its_first_record():
+    """``decode(data, expect=...)`` reads records of the expected schema's current version
+    straight after the first one (``Codec._expected``): the others still get their errors."""
+    codec = default_codec()
+    data = codec.encode("PaymentEvent", payment(STOCKHOLM, "198112189876", "p1", "PLANNED", 12_300))
+    first = codec.decode(data, expect="PaymentEvent")
+    assert "PaymentEvent" in codec._expected  # the way taken from now on
+    again = codec.decode(data, expect="PaymentEvent")
+    assert again == first and again is not first and again["amount_ore"] == 12_300
+    letter = codec.encode("DeadLetter", {
+        "reason": "X", "detail": "", "stage": "ingest", "source_topic": "t", "source_partition": 0,
+        "source_offset": 0, "rejected_at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)})
+    for bad, reason in ((letter, "WRONG_SCHEMA"), (data[:-3], "UNDECODABLE"), (data[:12], "UNDECODABLE"),
+                        (b"\xc3", "UNDECODABLE"), (MAGIC + b"\x00" * 8 + data[10:], "UNKNOWN_SCHEMA")):
+        with pytest.raises(CodecError) as exc:
+            codec.decode(bad, expect="PaymentEvent")
+        assert exc.value.reason == reason
+    with pytest.raises(CodecError) as exc:
+        codec.decode(bytearray(data[:-3]), expect="PaymentEvent")  # not bytes: the checked way
+    assert exc.value.reason == "UNDECODABLE"
+    assert codec.decode(bytearray(data), expect="PaymentEvent") == first
+
+
 def test_old_schema_version_resolves_to_current_with_defaults(tmp_path):
     """Schema evolution: a record written with an older version gets the new field's default."""
     current = json.loads((SCHEMA_DIR / "dead_letter.avsc").read_text())
