@@ -9,7 +9,7 @@ already keeps municipality and address-like data away from protected persons.
 """
 from __future__ import annotations
 
-from .enrichment import strip_patient_secrecy
+from .enrichment import shared_for_analysis
 
 
 #: One destination of a payment: (destination, key, schema, record), where destination is
@@ -23,7 +23,7 @@ Route = tuple[str, str, str, dict]
 def routes(scope: str, enriched: dict, entry: dict | None, patient_secrecy_in_analysis: bool) -> list[Route]:
     """Where one accepted payment goes. ``entry`` is its ledger entry (None when not registered)."""
     payee = enriched["payment"]["payee_id"]
-    shared = strip_patient_secrecy(enriched, patient_secrecy_in_analysis)  # one object: encoded once
+    shared = shared_for_analysis(enriched, patient_secrecy_in_analysis)  # one object: encoded once
     out = [("enriched", payee, "EnrichedPayment", shared)]
     if scope in ("PROPOSAL_1", "PROPOSAL_3") and entry is not None:
         out.append(("citizen", payee, "LedgerEntry", entry))

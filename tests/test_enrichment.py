@@ -7,7 +7,8 @@ import pytest
 
 from streams.codec import Codec
 from streams.enrichment import (
-    CLOSE_MATCH_THRESHOLD, enrich, name_similarity, normalise_name, payee_status, strip_patient_secrecy,
+    CLOSE_MATCH_THRESHOLD, enrich, name_similarity, normalise_name, payee_status, shared_for_analysis,
+    strip_patient_secrecy,
     verify_account,
 )
 from streams.identity import make_organisation, make_person
@@ -336,6 +337,22 @@ class TestPatientSecrecy:
         assert [c["name"] for c in out["payment"]["decision"]["circumstances"]] == [
             "household_size", "income_considered_ore"]
         assert len(enriched["payment"]["decision"]["circumstances"]) == 3
+
+    def test_shared_for_analysis_is_the_record_itself_only_when_nothing_is_removed(self):
+        codec = Codec()
+        clean = codec.decode(codec.encode("PaymentEvent", event(decision=None)), expect="PaymentEvent")
+        secret = codec.decode(codec.encode("PaymentEvent", event()), expect="PaymentEvent")  # one flagged circumstance
+        enriched = enrich(clean, PAYER, None, None, NOW)
+        assert shared_for_analysis(enriched, allowed=False) is enriched
+        enriched = enrich(secret, PAYER, None, None, NOW)
+        assert shared_for_analysis(enriched, allowed=True) is enriched
+        out = shared_for_analysis(enriched, allowed=False)
+        assert out is not enriched and out == strip_patient_secrecy(enriched, allowed=False)
+        assert [c["name"] for c in out["payment"]["decision"]["circumstances"]] == [
+            "household_size", "income_considered_ore"]
+        assert len(enriched["payment"]["decision"]["circumstances"]) == 3  # input untouched
+        built = enrich(event(decision=None), PAYER, None, None, NOW)  # a payment not decoded: copied, as before
+        assert shared_for_analysis(built, allowed=False) is not built
 
     def test_secret_absent_from_encoded_bytes(self):
         codec = Codec()
