@@ -37,7 +37,8 @@ def apply_rules(out: Output, store: Store, partition: int, key: bytes, enriched:
     state, hits = evaluate(before, enriched, thresholds)
     if state != before:
         store.put(partition, key, state)
-    publish_hits(out, hits)  # a redelivery repeats hits with the same ids; cases dedupe them
+    if hits:  # a redelivery repeats hits with the same ids; cases dedupe them
+        publish_hits(out, hits)
 
 
 def analyse_payee(out: Output, partition: int, payee_key: bytes, enriched: dict, encoded: bytes) -> None:

@@ -595,8 +595,10 @@ def evaluate_payee(state: dict | None, enriched: dict, thresholds: Thresholds) -
         + _paid_after_emigration(enriched, p)
     if stored:
         earlier = _earlier(st, p)  # once for the three rules that compare with what came before
-        hits += _multi_municipality(earlier, p, enriched, thresholds) + _overlapping(earlier, p, enriched, thresholds) \
-            + _duplicate(earlier, p, enriched) + _account_change(st, p, enriched, thresholds)
+        if earlier:  # none of the three finds anything without an earlier payment (a payee's first)
+            hits += _multi_municipality(earlier, p, enriched, thresholds) \
+                + _overlapping(earlier, p, enriched, thresholds) + _duplicate(earlier, p, enriched)
+        hits += _account_change(st, p, enriched, thresholds)
     return st, hits
 
 
