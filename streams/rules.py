@@ -256,7 +256,6 @@ def _tracked(enriched: dict, status: str, seq: int) -> dict:
     })
 
 
-_PAYMENT_ID = operator.itemgetter("payment_id")
 _PAYEE_ID = operator.itemgetter("payee_id")
 
 
@@ -369,13 +368,12 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict,
     if indexed:
         index = st.at.get((payer_id, payment_id))
         tracked = None if index is None else payments[index]
-    elif payments:
-        ids = list(map(_PAYMENT_ID, payments))  # searched at C speed: usually absent (a new payment) or once
-        if payment_id in ids:
-            for i in range(ids.index(payment_id), len(ids)):
-                if ids[i] == payment_id and payments[i]["payer_id"] == payer_id:
-                    index, tracked = i, payments[i]
-                    break
+    else:  # fewer than INDEXED_FROM: looked at one by one (compiled, _track took 3.37 µs a call
+        # this way against 3.85 with a list of their ids searched)
+        for i, p in enumerate(payments):
+            if p["payment_id"] == payment_id and p["payer_id"] == payer_id:
+                index, tracked = i, p
+                break
     kept = max(ev["payout_date"], ev["period_end"]) >= horizon  # _last_day(ev), without the call
     event_type = ev["event_type"]
     payment, stored, counts = tracked, tracked is not None, False
