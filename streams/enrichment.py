@@ -131,9 +131,12 @@ def verify_account(
 
 
 # -- population register ------------------------------------------------------------------
+_ORGANISATION = IdKind.ORGANISATION  # an enum member read from its class took ~0.2 µs
+
+
 def is_organisation(payee_id: str) -> bool:
     try:
-        return classify(payee_id) is IdKind.ORGANISATION
+        return classify(payee_id) is _ORGANISATION
     except InvalidIdentity:
         return False
 

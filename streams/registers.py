@@ -36,6 +36,7 @@ from .identity import IdKind, InvalidIdentity, birth_date, classify, make_person
 from .payers import CSV_COLUMNS as PAYER_COLUMNS
 from .payers import KINDS as PAYER_KINDS
 from .payers import Payer, check_payer, write_payers
+from .validation import is_bank_account
 
 REGISTER_KINDS = ("payers", "accounts", "population")
 ACCOUNT_COLUMNS = ("account", "bank_name", "opened", "closed", "holder_id", "holder_name", "role")
@@ -47,7 +48,6 @@ ROLES = ("HOLDER", "POWER_OF_ATTORNEY")
 #: The schema of each register's compacted topic.
 SCHEMAS = {"payers": "PayerRecord", "accounts": "BankAccount", "population": "Person"}
 
-BANK_ACCOUNT = re.compile(r"^\d{4,5}-\d{1,15}$")  # as streams/validation.py checks PaymentEvent.bank_account
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_REPORTED = 20
 
@@ -286,7 +286,7 @@ def check_person_row(row: dict) -> Person:
 
 def _check_account_row(row: dict) -> tuple[str, str | None, dt.date | None, dt.date | None, Holder]:
     account = _text(row, "account", "account as clearing-number (e.g. 8327-9123456789)")
-    if not BANK_ACCOUNT.match(account):
+    if not is_bank_account(account):
         raise _Bad("account", f"{account!r} is not clearing number, '-', account number",
                    "write 4-5 digit clearing, a hyphen and the account digits, e.g. 6000-123456789")
     if swedish.bank_of(account.split("-")[0]) is None:

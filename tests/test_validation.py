@@ -1,6 +1,9 @@
+import random
+import re
+
 import pytest
 
-from streams.validation import Rejected, check_payment
+from streams.validation import Rejected, check_payment, is_bank_account
 from tests.conftest import GOTEBORG, MALMO_P3, STOCKHOLM, payment
 
 PAYEE = "198112189876"
@@ -26,6 +29,9 @@ def test_a_valid_payment_passes():
     ({"currency": "EUR"}, "UNSUPPORTED_CURRENCY"),
     ({"bank_account": "SE45 5000 0000 0583 9825 7466"}, "INVALID_BANK_ACCOUNT"),
     ({"payment_id": " "}, "MISSING_FIELD"),
+    ({"event_id": ""}, "MISSING_FIELD"),
+    ({"event_id": "\t\n"}, "MISSING_FIELD"),
+    ({"bank_account": "8327-9123456789\n"}, "INVALID_BANK_ACCOUNT"),  # the old pattern's $ let it through
     ({"payee_id": "2120001355"}, "PAYEE_KIND_MISMATCH"),
 ])
 def test_each_rule_rejects_with_its_reason(change, expected):
@@ -90,3 +96,21 @@ def test_ingest_takes_the_payer_from_its_topic_and_dead_letters_a_topic_of_no_pa
     assert len(out.fed) == 1 and [topic for topic, _ in out.written] == [ingest.deadletter_topic]
     letter = codec.decode(out.written[0][1], expect="DeadLetter")
     assert letter["reason"] == "UNKNOWN_PAYER" and letter["original_value"] == value
+
+
+def test_bank_account_check_is_the_pattern_it_replaced():
+    """``is_bank_account`` by hand accepts exactly what ``\\d{4,5}-\\d{1,15}`` matches whole."""
+    pattern = re.compile(r"\d{4,5}-\d{1,15}")
+    rnd = random.Random(7)
+    samples = ["8327-9123456789", "12345-123456789012345", "1234-1", "123-45", "123456-1", "1234-", "-1234",
+               "1234-1234567890123456", "1234--5", "1234-5-6", "12a4-5", "1234 -5", "", "-", "１２３４-５"]
+    for _ in range(5000):  # mostly the right shape, with lengths around the limits and some noise
+        parts = ["".join(rnd.choice("0123456789") for _ in range(rnd.randrange(n))) for n in (8, 18)]
+        text = parts[0] + rnd.choice(["-", "-", "-", "", "--", " "]) + parts[1]
+        if rnd.random() < 0.2:
+            at = rnd.randrange(len(text) + 1)
+            text = text[:at] + rnd.choice("a\n٣ -") + text[at:]
+        samples.append(text)
+    for text in samples:
+        assert is_bank_account(text) == bool(pattern.fullmatch(text)), repr(text)
+    assert sum(map(is_bank_account, samples)) > 100  # the random samples include accepted ones
