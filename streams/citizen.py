@@ -47,9 +47,10 @@ def show(out: Output, partition: int, viewer: bytes, entry: dict, payer=None) ->
         payer = current_payer(entry["payer_id"])
     item = citizen_item(entry, payer.name if payer else entry["payer_id"], viewer.decode())
     before = views.get(partition, viewer)
-    after = fold(before, item)
+    key = item_key(item)
+    after = fold(before, item, key)
     if after is not before:
-        views.put(partition, viewer, after, item_key(item))
+        views.put(partition, viewer, after, key)
         seen = dt.datetime.now(dt.timezone.utc)
         metrics.CITIZEN_VISIBILITY_LATENCY.observe(max(0.0, (seen - entry["event_time"]).total_seconds()))
 

@@ -166,15 +166,17 @@ def new_state() -> dict:
     return {"payments": {}}
 
 
-def fold(state: dict | None, item: dict) -> dict:
+def fold(state: dict | None, item: dict, key: str | None = None) -> dict:
     """Apply one CitizenItem to a person's stored view; returns the (new) state.
 
     One record per payer_id:payment_id. The item with the highest ledger ``sequence``
     wins: a redelivered item (same sequence) changes nothing, an older one (arriving
-    late) never overwrites a newer one. The input state is not mutated.
+    late) never overwrites a newer one. The input state is not mutated. ``key``: the
+    item's ``item_key``, when the caller has it.
     """
     state = new_state() if state is None else state
-    key = item_key(item)
+    if key is None:
+        key = item_key(item)
     current = state["payments"].get(key)
     if current is not None and current["sequence"] >= item["sequence"]:
         return state
