@@ -43,9 +43,10 @@ duplicates = metrics.tally(metrics.EVENTS_DUPLICATE)  # by payer
 def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None, now: dt.datetime,
             entry_bytes: bytes | None = None) -> None:
     """Enrich an accepted payment and send it where its payer's scope allows."""
-    account_record = registers.get("accounts", record["bank_account"])
+    held = registers.data  # its dicts looked up here: ``registers.get`` is an interpreted call, twice a payment
+    account_record = held["accounts"].get(record["bank_account"])
     is_person = len(record["payee_id"]) == 12  # organisations are not in the population register
-    person_record = registers.get("population", record["payee_id"]) if is_person else None
+    person_record = held["population"].get(record["payee_id"]) if is_person else None
     if account_record is None:
         metrics.inc(metrics.ENRICHMENT_LOOKUP_MISSING, "accounts")
     if is_person and person_record is None:
