@@ -196,3 +196,38 @@ def test_alternate_refuses_bad_arguments_in_one_line(args, message):
     result = subprocess.run(ALTERNATE + args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+
+
+REPLAY = [sys.executable, "benchmarks/replay.py"]
+
+
+def test_replay_times_a_function_on_the_calls_of_a_run_and_its_parts():
+    """benchmarks/replay.py: every event of a small engine_stages run calls check_payment
+    once; the function and its compiled copy cut before a line are timed."""
+    from streams.settings import REPO_ROOT
+
+    result = subprocess.run(REPLAY + ["validation", "check_payment", "category = CATEGORIES[", "--events", "300",
+                                      "--payees", "100"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "validation.check_payment: 300 calls in 300 events (1.00 per event)", result.stdout
+    assert lines[1].startswith("  as built: ") and lines[1].endswith(" ns per call")
+    assert lines[2].startswith("  compiled copy, whole: ")
+    assert lines[3].startswith("  up to 'category = CATEGORIES[': ")
+    copied = subprocess.run(REPLAY + ["account", "register", "--copy", "--events", "300", "--payees", "100"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert copied.returncode == 0, copied.stderr[-2000:]
+    assert copied.stdout.startswith("account.register: ") and " calls in 300 events" in copied.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nosuch", "f"], "no module streams/nosuch.py"),
+    (["rules", "no_such_function"], "no function no_such_function at the top level of streams/rules.py"),
+    (["rules", "_track", "no such line", "--events", "50", "--payees", "20"], "no line of _track contains 'no such line'"),
+])
+def test_replay_refuses_what_is_not_there_in_one_line(args, message):
+    from streams.settings import REPO_ROOT
+
+    result = subprocess.run(REPLAY + args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
