@@ -382,7 +382,7 @@ class Output:
         done (a payee's own citizen view, folded by the ledger stage): the stage reading it
         only skips it (and calls ``read_settled``), so back-pressure does not count it as
         work still to do."""
-        self.write(topic, key, value, headers=headers)
+        self.write(topic, key, value, None, headers)
         self.settled[topic] += 1
 
     def read_settled(self, topic: str) -> None:

@@ -34,7 +34,7 @@ def screen(codec: Codec, payer: Payer | None, topic: str, partition: int, offset
     source = (topic, partition, offset)
     payer_id = payer.payer_id if payer else None
     try:
-        event = codec.decode(value, expect="PaymentEvent")
+        event = codec.decode(value, "PaymentEvent")  # positional: no keyword to match, per event
     except CodecError as exc:
         return None, dead_letter(exc.reason, exc.detail, "ingest", source, key, value, payer_id)
     try:
@@ -53,7 +53,7 @@ def ingest(msg, out: Output) -> None:
     event, letter = screen(codec, payer, topic, partition, offset, msg.key(), value)
     if event is not None:
         out.feed(payments_topic, event["payee_id"].encode(), value, event,
-                 headers=[(SOURCE_HEADER, encode_source(topic, partition, offset))])
+                 [(SOURCE_HEADER, encode_source(topic, partition, offset))])  # the headers (positional)
     else:
         send_dead_letter(out, letter)
 

@@ -67,7 +67,7 @@ def fan_out(out: Output, partition: int, record: dict, payer, entry: dict | None
         key = viewer.encode()
         if destination == "citizen" and key == payee_key and citizen.can_show_here(out, partition):
             citizen.show(out, partition, key, routed, payer, now)  # the payee's own view, without a hop
-            out.write_settled(output_topics["citizen"], key, value, headers=citizen.SHOWN_HEADERS)
+            out.write_settled(output_topics["citizen"], key, value, citizen.SHOWN_HEADERS)
             continue
         out.write(output_topics[destination], key, value)
         if destination == "analysis":
