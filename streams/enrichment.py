@@ -237,9 +237,15 @@ def _under_secrecy(event: dict) -> bool:
     return bool(decision) and len(_visible_circumstances(decision)) != len(decision.get("circumstances") or ())
 
 
+def _shared_as_is(event: dict, allowed: bool) -> bool:
+    """Whether analysis may be given this PaymentEvent itself: decoded (``Sealed``,
+    unchangeable, written from its bytes) and nothing to remove from it."""
+    return type(event) is Sealed and (allowed or not _under_secrecy(event))
+
+
 def _for_analysis(event: dict, allowed: bool) -> dict:
-    if type(event) is Sealed and (allowed or not _under_secrecy(event)):
-        return event  # unchangeable and nothing to remove: shared, written from its bytes
+    if _shared_as_is(event, allowed):
+        return event
     result = _copy_event(event)
     if not allowed:
         _strip_event(result)
@@ -251,8 +257,7 @@ def shared_for_analysis(enriched: dict, allowed: bool) -> dict:
     encodes the result (the routing, twice per payment): the record itself when there is
     nothing to remove (its payment decoded, ``Sealed``, with nothing under secrecy or
     ``allowed``), without copying it; else the stripped copy."""
-    payment = enriched["payment"]
-    if type(payment) is Sealed and (allowed or not _under_secrecy(payment)):
+    if _shared_as_is(enriched["payment"], allowed):
         return enriched
     return strip_patient_secrecy(enriched, allowed)
 
