@@ -72,6 +72,7 @@ if _native is not None:
     murmur2 = _native.murmur2
     dict_lookup = _native.dict_lookup
     utc_text = _native.utc_text
+    untrack = _native.untrack
 else:
     def utc_text(value) -> None:
         """Without the C module: None, and the caller formats the datetime in Python."""
@@ -79,6 +80,10 @@ else:
 
     def dict_lookup(cls: type) -> bool:
         """Without the C module a subclass of dict keeps Python's lookup (slower, the same)."""
+        return False
+
+    def untrack(value) -> bool:
+        """Without the C module a store's values stay with the cyclic collector (slower, the same)."""
         return False
 
 

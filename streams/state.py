@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 from confluent_kafka import Consumer, TopicPartition
 
+from .avro_native import untrack
 from .codec import Codec
 from .observe import reported_ends, true_end_offsets
 
@@ -371,7 +372,9 @@ class Store:
                 written += self._flush_entries(p, part, dirty, write)
             else:
                 for key in dirty:
-                    encoded = self._codec.encode(self.schema, part.peek(key))
+                    value = part.peek(key)
+                    encoded = self._codec.encode(self.schema, value)
+                    untrack(value)  # long-lived: out of the cyclic collector's way (avro_native.untrack)
                     part.persist(key, encoded)
                     write(self.changelog_topic, key, encoded, p)
                 written += len(dirty)
@@ -383,13 +386,15 @@ class Store:
         field, schema, encode, topic = self.entries.field, self.entries.schema, self._codec.encode, self.changelog_topic
         written = 0
         for key in dirty:
-            entries = part.peek(key)[field]
+            value = part.peek(key)
+            entries = value[field]
             names = changed.get(key) or {None}
             for name in (entries if None in names else names):
                 encoded = encode(schema, {"item": entries[name]})
                 part.persist_entry(key, name, encoded)
                 write(topic, entry_key(key, name), encoded, p)
                 written += 1
+            untrack(value)
         return written
 
     def keep_only(self, partitions: Iterable[int]) -> None:

@@ -369,3 +369,68 @@ def test_sealed_items_and_rule_states_are_looked_up_by_dicts_own_slot():
 def test_dict_lookup_refuses_what_is_not_a_class_statements_dict_with_dicts_lookup(cls):
     with pytest.raises(TypeError, match="dict_lookup"):
         avro_native.dict_lookup(cls)
+
+
+# -- untrack: a store's values out of the cyclic collector -------------------------------
+class _Indexed(dict):
+    """Like rules._State: a dict subclass with slots of its own."""
+    __slots__ = ("at",)
+
+
+def test_untrack_takes_every_container_of_an_acyclic_value_out_of_the_collector():
+    item = Sealed(payment_id="p1", amount_ore=100_00, day=dt.date(2026, 12, 5))
+    nested = Sealed(status="EXECUTED", applied={"EXECUTED": {"sequence": 2, "event_id": "e2"}})
+    value = {"payee_id": "198112189876", "payments": {"a": item, "b": nested}, "tracked": [Sealed(seq=1)],
+             "pair": ("x", 1), "count": 3}
+    before = copy.deepcopy(value)
+    assert gc.is_tracked(value) and gc.is_tracked(value["payments"]) and gc.is_tracked(item)
+    assert avro_native.untrack(value) is True
+    containers = [value, value["payments"], item, nested, nested["applied"], value["tracked"],
+                  value["tracked"][0], value["pair"]]
+    assert [gc.is_tracked(c) for c in containers] == [False] * len(containers)
+    assert value == before  # nothing else changed
+    gc.collect()  # what the collector no longer sees is still alive and whole
+    assert value == before and nested["applied"]["EXECUTED"]["sequence"] == 2
+
+    value["payments"]["c"] = Sealed(payment_id="p3")  # a dict tracks itself again when a container is put in
+    assert gc.is_tracked(value["payments"]) and not gc.is_tracked(value)
+    assert avro_native.untrack(value) is True and not gc.is_tracked(value["payments"])
+
+
+def test_untrack_leaves_cycles_and_other_objects_with_the_collector():
+    looped: dict = {"n": 1}
+    looped["self"] = looped
+    chain: list = [1]
+    chain.append(chain)
+    assert avro_native.untrack(looped) is False and gc.is_tracked(looped)
+    assert avro_native.untrack(chain) is False and gc.is_tracked(chain)
+
+    class Other:
+        pass
+
+    value = {"other": Other(), "plain": {"a": 1, "b": [Sealed(seq=1)]}}
+    assert avro_native.untrack(value) is False
+    assert gc.is_tracked(value)  # holds an object of another class
+    assert not gc.is_tracked(value["plain"]) and not gc.is_tracked(value["plain"]["b"][0])
+
+    indexed = _Indexed(payments=[Sealed(seq=1), Sealed(seq=2)])
+    indexed.at = {("payer", "p1"): 0}
+    state = {"state": indexed}
+    assert avro_native.untrack(state) is False
+    assert gc.is_tracked(state) and gc.is_tracked(indexed)  # a class with slots: stays
+    assert not gc.is_tracked(indexed["payments"]) and not any(gc.is_tracked(p) for p in indexed["payments"])
+    del looped["self"], chain[1]  # no garbage left behind by the test
+
+
+def test_untrack_is_bounded_in_depth():
+    deep: dict = {"leaf": Sealed(seq=1)}
+    for _ in range(12):
+        deep = {"down": deep}
+    assert avro_native.untrack(deep) is False  # deeper than 8 levels: not walked, and what holds it stays
+    inner, levels = deep, [deep]
+    for _ in range(12):
+        inner = inner["down"]
+        levels.append(inner)
+    assert all(gc.is_tracked(level) for level in levels) and gc.is_tracked(inner["leaf"])
+    assert avro_native.untrack(levels[6]) is True  # 7 levels down to the leaf: within the bound
+    assert not any(gc.is_tracked(level) for level in levels[6:]) and not gc.is_tracked(inner["leaf"])
