@@ -65,7 +65,7 @@ def main(argv=None) -> int:
 
     from streams import analysis, citizen, ingest, ledger
     from streams.app import catalogue
-    from streams.engine import Output
+    from streams.engine import Output, tune_collector
     from streams.reference import registers as held
 
     held.data["accounts"].update(registers["accounts"])
@@ -117,6 +117,7 @@ def main(argv=None) -> int:
         store.partitions[0] = store._new_partition(0)
     inputs = [Msg(catalogue.payer_input(payer.payer_id).name, 0, i, None, value)
               for i, (payer, value) in enumerate(events)]
+    tune_collector()  # as the worker's engine thread does once it is ready
 
     def run():
         for n, msg in enumerate(inputs, 1):

@@ -29,6 +29,7 @@ record and an ``Output`` and must not block.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import operator
 import struct
@@ -81,6 +82,15 @@ def partition_of(key: bytes, partitions: int) -> int:
     """The partition the producers' murmur2 partitioner (``PARTITIONER``, librdkafka's
     ``murmur2_random`` and Java's default for keyed records) puts ``key`` in."""
     return (_murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def tune_collector() -> None:
+    """The cyclic collector as the engine thread wants it, once its start-up is done: the
+    objects made so far (the registers, caches, modules: millions, long-lived) are frozen out
+    of its walks, and young collections are rarer (the hot path allocates fast). The
+    stores' values leave it when they are written (``avro_native.untrack``)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 #: a Fed's fields, read through ``operator.itemgetter``: ``self[i]`` on a tuple subclass

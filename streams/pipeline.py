@@ -16,7 +16,6 @@ read; Faust runs the HTTP server and the timers on the event loop.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 
@@ -24,7 +23,7 @@ import mode
 
 from . import analysis, avro_native, cases, citizen, compiled_modules, ingest, ledger
 from .app import app, catalogue, codec, payers, settings
-from .engine import Engine
+from .engine import Engine, tune_collector
 from .owners import announcement, owners, workers_topic
 from .reference import registers
 from .threads import name_os_thread
@@ -98,10 +97,7 @@ class EngineService(mode.Service):
 
     def _main(self, loop) -> None:
         name_os_thread()
-        # The registers and caches are millions of long-lived objects: keep the start-up ones
-        # out of the cyclic collector, and collect less often (the hot path allocates fast).
-        gc.freeze()
-        gc.set_threshold(50_000, 50, 100)
+        tune_collector()  # the registers and caches: millions of long-lived objects
         try:
             self.engine.run()
         except BaseException as exc:  # e.g. output not deliverable: never commit past it
