@@ -523,7 +523,8 @@ class Engine:
             while not self._stop.is_set():
                 t0 = clock()
                 # outputs waiting for their state: no waiting here for records (``_settle``)
-                batch = next_batch(self.consumer, self.batch_size, 0 if self.out.awaiting else self.poll_timeout)
+                waits = not self.out.awaiting
+                batch = next_batch(self.consumer, self.batch_size, self.poll_timeout if waits else 0)
                 t1 = clock()
                 if batch:
                     self._process(batch)
@@ -533,7 +534,9 @@ class Engine:
                 self.seconds["process"] += clock() - t1
                 self._settle()  # counts its own time, as the commit does
                 now = time.monotonic()
-                if now - last_commit >= self.commit_interval:
+                # idle (a poll that waited found nothing): what was done is committed now, not
+                # up to commit_interval later (the end of a backlog, a lull in the stream)
+                if now - last_commit >= self.commit_interval or (waits and not batch and self._done):
                     self.commit()
                     last_commit = now
                 if now - last_pressure >= 0.25:

@@ -402,6 +402,37 @@ def test_no_output_is_delivered_before_the_state_change_that_caused_it(kafka, mo
 
 
 @pytest.mark.broker
+def test_what_was_done_is_committed_as_soon_as_the_input_is_idle(kafka):
+    """With nothing more to read (a poll that waited found nothing), the engine commits
+    what it processed at once, not a commit interval later: the end of a backlog is
+    durable when its work is done, and a restart redoes less."""
+    n = next(_ids)
+    x, y, group = f"idle{n}.x", f"idle{n}.y", f"idle{n}-group"
+    create_topics(kafka.bootstrap, (x, 2, False), (y, 1, False))
+    seen: list[bytes] = []
+
+    def copy_out(msg, out):
+        seen.append(msg.value())
+        out.write(y, msg.key(), msg.value())
+
+    engine = Engine(kafka.bootstrap, group, [Stage("copy", [x], copy_out, lambda msg, exc, out: None)], [],
+                    consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+                    producer_config={"linger.ms": 5}, commit_interval=600)
+    thread = start(engine)
+    try:
+        produce(kafka.bootstrap, x, [(b"k%d" % i, b"v%d" % i) for i in range(6)])
+
+        def done() -> int:
+            return sum(max(offset, 0) for offset in committed(kafka.bootstrap, group, x, 2).values())
+
+        assert wait_until(lambda: done() == 6, 30, 0.2), f"not committed while idle (processed {len(seen)})"
+        assert sorted(seen) == [b"v%d" % i for i in range(6)]
+        assert sorted(m.value() for m in read_topic(kafka.bootstrap, y)) == sorted(seen)  # flushed before
+    finally:
+        stop(engine, thread)
+
+
+@pytest.mark.broker
 def test_back_pressure_keeps_a_fast_stage_within_the_backlog_of_a_slow_one(kafka):
     """A reads X and feeds Y at full speed; B takes 1 ms a record. Without back-pressure A
     would run 1,500 records ahead (and the hand-over memo would overflow)."""
