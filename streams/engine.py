@@ -245,7 +245,10 @@ class Output:
 
     def write_state(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
         """Write a changelog record (``Store.flush``): produced at once, by the state's producer."""
-        self._produce(self._state_producer, (topic, value, key, partition), None)
+        try:  # ~2 records an event: produce() itself, without _produce's loop and argument tuple
+            self._state_producer.produce(topic, value, key, partition)
+        except BufferError:  # the local queue is full: retried while librdkafka sends
+            self._produce(self._state_producer, (topic, value, key, partition), None)
 
     @staticmethod
     def _produce(producer, args: tuple, headers: list | None) -> None:

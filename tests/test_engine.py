@@ -653,6 +653,41 @@ def test_a_fused_stage_is_applied_when_fed_after_what_its_partition_held_at_assi
 
 
 # -- Output.feed / take (after the engine test, so that its producers are collected) ---------
+class FullTwice:
+    """A producer whose local queue is full at the first two produce() (librdkafka's BufferError)."""
+
+    def __init__(self):
+        self.produced: list[tuple[tuple, dict]] = []
+        self.polls: list[float] = []
+        self.full = 2
+
+    def produce(self, *args, **kwargs):
+        if self.full:
+            self.full -= 1
+            raise BufferError("Local: Queue full")
+        self.produced.append((args, kwargs))
+
+    def poll(self, timeout=None):
+        self.polls.append(timeout)
+        return 0
+
+
+def test_a_full_local_queue_delays_a_record_and_loses_none():
+    class FullOutput(Output):
+        def _new_producer(self, config):
+            return FullTwice()
+
+    out = FullOutput({})
+    out.write_state("c", b"k", b"state", 3)
+    assert out._state_producer.produced == [(("c", b"state", b"k", 3), {})]
+    assert out._state_producer.polls == [0.01]  # librdkafka sent, then the record went in
+    out.write("o", b"k1", b"one")
+    out.write("o", b"k2", b"two", headers=[("h", b"1")])
+    assert out.release() == 2
+    assert out._producer.produced == [(("o", b"one", b"k1"), {}), (("o", b"two", b"k2"), {"headers": [("h", b"1")]})]
+    assert out._producer.polls == [0.01, 0]
+
+
 @pytest.fixture
 def output(kafka):
     """An Output feeding a 4-partition topic of which this worker owns partitions 0 and 1."""
