@@ -79,7 +79,7 @@ _CACHED_MAX = 4096  # emptied when it reaches this size
 
 
 def _iso_date(value) -> str:
-    if value.__class__ is dt.date:  # the common case, first: this runs three times per item
+    if type(value) is dt.date:  # the common case, first: this runs three times per item
         text = _DATES.get(value)
         if text is None:
             if len(_DATES) >= _CACHED_MAX:

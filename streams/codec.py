@@ -218,7 +218,7 @@ class Codec:
     def decode(self, data: bytes, expect: str | None = None) -> dict:
         """Decode one record; with ``expect``, insist that it is of that schema."""
         expected = self._expected.get(expect)
-        if expected is not None and data.__class__ is bytes and data.startswith(expected[0]):
+        if expected is not None and type(data) is bytes and data.startswith(expected[0]):
             try:
                 return avro_native.read(expected[1], data, HEADER_LEN)
             except avro_native.Refused:  # the way below decides

@@ -151,6 +151,6 @@ def publish_pending() -> None:
         if counts:
             for labels, count in counts.items():
                 if count:
-                    free = labels if labels.__class__ is tuple else (labels,)
+                    free = labels if type(labels) is tuple else (labels,)
                     metric.labels(**fixed, **dict(zip(names, free))).inc(count)
             counts.clear()

@@ -210,7 +210,7 @@ _DATETIME, _UTC = dt.datetime, dt.timezone.utc  # looked up once, not in every c
 
 def _day_of(value) -> dt.date:
     """The UTC day of a datetime (a date as it is)."""
-    if value.__class__ is _DATETIME and value.tzinfo is _UTC:  # as decoded: the common case
+    if type(value) is _DATETIME and value.tzinfo is _UTC:  # as decoded: the common case
         return value.date()
     if isinstance(value, dt.datetime):
         zone = value.tzinfo
@@ -353,7 +353,7 @@ def _track(state: dict | None, kind: str, key: str, enriched: dict,
     else:
         st = {"kind": kind, "key": key, "next_seq": 1, "watermark": None, "payments": []}
     happened, enriched_at = ev["event_time"], enriched["enriched_at"]
-    if happened.__class__ is _DATETIME and enriched_at.__class__ is _DATETIME \
+    if type(happened) is _DATETIME and type(enriched_at) is _DATETIME \
             and happened.tzinfo is _UTC and enriched_at.tzinfo is _UTC:  # as decoded: ``_day_of`` without two calls
         day = min(happened, enriched_at).date()
     else:
