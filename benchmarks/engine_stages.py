@@ -1,6 +1,7 @@
 """The pipeline's stages in one process, without Kafka: µs per payment event, and a profile.
 
     .venv/bin/python benchmarks/engine_stages.py [--events 30000] [--payees 10000] [--profile out.prof] [--codec]
+                                                 [--collector]
 
 Runs the engine's stage functions (``ingest.ingest``, ``ledger.ledger``,
 ``analysis.analyse_account``, ``citizen.citizen``) exactly as the engine calls them, on
@@ -16,6 +17,11 @@ writer refused one (the codec then leaves it to fastavro, ~2-10 times slower), k
 and then, per schema, times fastavro's writer against the codec's compiled writer
 (``streams/avro_writer.py``) on those copies, best of 3, and checks that both give the
 same bytes for every one.
+
+The cyclic collector runs as in a worker (``engine.tune_collector``). ``--collector`` also
+times its collections during the pass (``gc.callbacks``), and after the pass one full
+collection, with the count of objects it still tracks (the stores' values are untracked
+when written: ``avro_native.untrack``).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import argparse
 import cProfile
 import collections
 import copy
+import gc
 import os
 import sys
 import time
@@ -54,6 +61,7 @@ def main(argv=None) -> int:
     parser.add_argument("--payees", type=int, default=10_000)
     parser.add_argument("--profile", default="")
     parser.add_argument("--codec", action="store_true", help="compare fastavro's writer with the compiled writers")
+    parser.add_argument("--collector", action="store_true", help="time the cyclic collector's work")
     args = parser.parse_args(argv)
 
     import micro_hotpath
@@ -130,6 +138,17 @@ def main(argv=None) -> int:
                 for store in stores:
                     store.flush(out.write)
 
+    collected = [0, 0.0, 0.0]  # collections, their seconds, the current one's start
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            collected[2] = time.perf_counter()
+        else:
+            collected[0] += 1
+            collected[1] += time.perf_counter() - collected[2]
+
+    if args.collector:
+        gc.callbacks.append(timed)
     profiler = cProfile.Profile() if args.profile else None
     t0 = time.perf_counter()
     if profiler:
@@ -143,6 +162,14 @@ def main(argv=None) -> int:
           f"{seconds / len(inputs) * 1e6:.0f} µs/event (= {len(inputs) / seconds:,.0f} events/s on one core)"
           + (" (slowed by --codec's copies)" if args.codec else ""))
     print("records written per topic:", dict(sorted(written.items())))
+    if args.collector:
+        gc.callbacks.remove(timed)
+        t0 = time.perf_counter()
+        gc.collect()
+        full = time.perf_counter() - t0
+        print(f"cyclic collector: {collected[0]} collections in the pass, {collected[1]:.2f} s "
+              f"({collected[1] / seconds:.1%} of it); then a full collection {full * 1000:.0f} ms, "
+              f"{len(gc.get_objects()):,} objects tracked after it")
     if args.codec:
         the_codec.encode, the_codec._encode_with_fastavro = encode, with_fastavro
         print(f"records whose bytes, as written in the run, differ from fastavro's: {len(differ_when_written)}"

@@ -231,3 +231,20 @@ def test_replay_refuses_what_is_not_there_in_one_line(args, message):
     result = subprocess.run(REPLAY + args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+
+
+def test_engine_stages_counts_the_collector_and_leaves_it_little_of_the_stores():
+    """benchmarks/engine_stages.py --collector: the pass's collections timed, then a full
+    collection; the stores' values were untracked when written, so what the collector
+    still tracks is a few hundred objects, not the ~3,000 containers of 150 payees' state."""
+    import re
+
+    from streams.settings import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "benchmarks/engine_stages.py", "--events", "600", "--payees", "150",
+                             "--collector"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    found = re.search(r"cyclic collector: (\d+) collections in the pass, ([\d.]+) s \(.*\); "
+                      r"then a full collection (\d+) ms, ([\d,]+) objects tracked after it", result.stdout)
+    assert found, result.stdout
+    assert int(found[4].replace(",", "")) < 1_500
