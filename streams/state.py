@@ -371,12 +371,23 @@ class Store:
             if self.entries is not None:
                 written += self._flush_entries(p, part, dirty, write)
             else:
-                for key in dirty:
-                    value = part.peek(key)
-                    encoded = self._codec.encode(self.schema, value)
-                    untrack(value)  # long-lived: out of the cyclic collector's way (avro_native.untrack)
-                    part.persist(key, encoded)
-                    write(self.changelog_topic, key, encoded, p)
+                encode, schema, topic = self._codec.encode, self.schema, self.changelog_topic
+                if type(part) is MemoryPartition:  # its dict read here, and nothing to persist (~2 records an event)
+                    data = part._data
+                    for key in dirty:
+                        value = data.get(key)
+                        if type(value) is bytes or type(value) is _Pieces:
+                            value = part.peek(key)
+                        encoded = encode(schema, value)
+                        untrack(value)  # long-lived: out of the cyclic collector's way (avro_native.untrack)
+                        write(topic, key, encoded, p)
+                else:
+                    for key in dirty:
+                        value = part.peek(key)
+                        encoded = encode(schema, value)
+                        untrack(value)
+                        part.persist(key, encoded)
+                        write(topic, key, encoded, p)
                 written += len(dirty)
             part.trim()
         return written
