@@ -26,8 +26,8 @@ digest = hashlib.sha256((HERE / SOURCE).read_bytes()).hexdigest()
 
 #: the modules a payment event goes through (not those with Faust's async handlers: a
 #: compiled coroutine function is not a Python function to the libraries that inspect it)
-COMPILED = ("account", "analysis", "citizen_view", "codec", "engine", "enrichment", "identity", "ingest", "ledger",
-            "metrics", "routing", "rules", "sealed", "state", "validation")
+COMPILED = ("account", "analysis", "citizen_view", "codec", "deadletters", "engine", "enrichment", "identity", "ingest",
+            "ledger", "metrics", "routing", "rules", "sealed", "state", "validation")
 MANIFEST = "_compiled_from.json"
 
 
