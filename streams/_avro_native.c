@@ -156,7 +156,8 @@ static int write_utf8(Buf *b, PyObject *v) {
 /* untrack(value): take the containers of a store's value (a payee's account, rule state or
  * citizen view) out of the cyclic collector's lists. Such a value lives long, and the
  * collector walks each container it tracks at every collection of the generation it is
- * in: with ~1 million of them in a worker draining a backlog, ~5-9 % of the engine's time.
+ * in: with ~1 million of them after 200,000 events over 100,000 payees, ~4 % of the stage
+ * pass, and ~0.9 s for a full collection (docs/performance.md, "c429641 -> 505a0ec").
  *
  * A store's value is written to its changelog as Avro: a tree, in which no container
  * refers to one that holds it, so none of them can be in a reference cycle. From the
