@@ -7,7 +7,7 @@ the field and the fix. Identity numbers in details are masked.
 from __future__ import annotations
 
 from .categories import CATEGORIES, PROVIDER_CATEGORIES
-from .identity import IdKind, InvalidIdentity, classify, mask
+from .identity import ORGANISATION, InvalidIdentity, classify, mask
 from .payers import Payer
 
 
@@ -19,8 +19,6 @@ def is_bank_account(text: str) -> bool:
     return hyphen == "-" and 4 <= len(clearing) <= 5 and 1 <= len(number) <= 15 \
         and clearing.isdecimal() and number.isdecimal()
 
-
-_ORGANISATION = IdKind.ORGANISATION  # an enum member read from its class took ~0.2 µs
 
 #: Every reason code a dead letter can carry, with its meaning (README table).
 REASONS = {
@@ -92,7 +90,7 @@ def check_payment(event: dict, payer: Payer | None) -> None:
             f"decision_date {decision['decision_date']} is after payout_date {event['payout_date']}",
         )
     category = CATEGORIES[event["category"]]
-    is_org = payee_kind is _ORGANISATION
+    is_org = payee_kind is ORGANISATION
     if is_org != category.organisation_payee:
         who = "an organisation" if is_org else "a person"
         raise Rejected("PAYEE_KIND_MISMATCH", f"{event['category']} cannot be paid to {who}")
