@@ -372,22 +372,17 @@ class Store:
                 written += self._flush_entries(p, part, dirty, write)
             else:
                 encode, schema, topic = self._codec.encode, self.schema, self.changelog_topic
-                if type(part) is MemoryPartition:  # its dict read here, and nothing to persist (~2 records an event)
-                    data = part._data
-                    for key in dirty:
-                        value = data.get(key)
-                        if type(value) is bytes or type(value) is _Pieces:
-                            value = part.peek(key)
-                        encoded = encode(schema, value)
-                        untrack(value)  # long-lived: out of the cyclic collector's way (avro_native.untrack)
-                        write(topic, key, encoded, p)
-                else:
-                    for key in dirty:
+                # a memory partition's dict read here, and nothing to persist (~2 records an event)
+                data = part._data if type(part) is MemoryPartition else None
+                for key in dirty:
+                    value = data.get(key) if data is not None else None
+                    if value is None or type(value) is bytes or type(value) is _Pieces:
                         value = part.peek(key)
-                        encoded = encode(schema, value)
-                        untrack(value)
+                    encoded = encode(schema, value)
+                    untrack(value)  # long-lived: out of the cyclic collector's way (avro_native.untrack)
+                    if data is None:
                         part.persist(key, encoded)
-                        write(topic, key, encoded, p)
+                    write(topic, key, encoded, p)
                 written += len(dirty)
             part.trim()
         return written
